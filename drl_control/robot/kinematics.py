@@ -1,0 +1,91 @@
+"""Forward kinematics, Jacobian and damped-least-squares IK of the iiwa 14 from its DH model.
+
+Pure numpy so that the deploy layer (safety filter, observation building) needs no simulator.
+The DH table is the datasheet's; tests check that the URDF agrees with it within 2 mm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Standard DH (a = 0 for all joints): d_i in metres, alpha_i in radians.
+DH_D = np.array([0.360, 0.0, 0.420, 0.0, 0.400, 0.0, 0.126])
+DH_ALPHA = np.array([-np.pi / 2, np.pi / 2, np.pi / 2, -np.pi / 2, -np.pi / 2, np.pi / 2, 0.0])
+
+
+def _dh(theta: float, d: float, alpha: float) -> np.ndarray:
+    ct, st, ca, sa = np.cos(theta), np.sin(theta), np.cos(alpha), np.sin(alpha)
+    return np.array(
+        [[ct, -st * ca, st * sa, 0.0], [st, ct * ca, -ct * sa, 0.0], [0.0, sa, ca, d], [0, 0, 0, 1.0]]
+    )
+
+
+def frames(q: np.ndarray, tool_offset: float = 0.0) -> list[np.ndarray]:
+    """Homogeneous transforms of the base, each joint frame and the tool point (offset on flange z)."""
+    transforms = [np.eye(4)]
+    for theta, d, alpha in zip(q, DH_D, DH_ALPHA):
+        transforms.append(transforms[-1] @ _dh(theta, d, alpha))
+    if tool_offset:
+        tool = np.eye(4)
+        tool[2, 3] = tool_offset
+        transforms[-1] = transforms[-1] @ tool
+    return transforms
+
+
+def forward(q: np.ndarray, tool_offset: float = 0.0) -> np.ndarray:
+    """4x4 pose of the flange (or the tool point `tool_offset` metres along its z) in the base frame."""
+    return frames(np.asarray(q, dtype=float), tool_offset)[-1]
+
+
+def jacobian(q: np.ndarray, tool_offset: float = 0.0) -> np.ndarray:
+    """6x7 geometric Jacobian (linear rows first) of the tool point."""
+    fr = frames(np.asarray(q, dtype=float), tool_offset)
+    p_end = fr[-1][:3, 3]
+    jac = np.zeros((6, len(q)))
+    for i in range(len(q)):
+        z, p = fr[i][:3, 2], fr[i][:3, 3]
+        jac[:3, i] = np.cross(z, p_end - p)
+        jac[3:, i] = z
+    return jac
+
+
+def _rotation_error(current: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Axis-angle-like error (small-angle) that rotates `current` onto `target`."""
+    return 0.5 * sum(np.cross(current[:, i], target[:, i]) for i in range(3))
+
+
+def inverse(
+    target_pos: np.ndarray,
+    q0: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    target_rot: np.ndarray | None = None,
+    tool_offset: float = 0.0,
+    damping: float = 0.05,
+    iterations: int = 20,
+    tolerance: float = 1e-4,
+    q_rest: np.ndarray | None = None,
+    nullspace_gain: float = 0.1,
+) -> np.ndarray:
+    """Damped-least-squares IK: joint positions near `q0` that put the tool at `target_pos`.
+
+    With `target_rot` (3x3) the orientation is also matched. The redundant DOF is pulled
+    towards `q_rest` through the null space, and every iterate is clipped to the limits.
+    """
+    q = np.array(q0, dtype=float)
+    rows = slice(0, 6) if target_rot is not None else slice(0, 3)
+    for _ in range(iterations):
+        pose = forward(q, tool_offset)
+        err = target_pos - pose[:3, 3]
+        if target_rot is not None:
+            err = np.concatenate([err, _rotation_error(pose[:3, :3], target_rot)])
+        if np.linalg.norm(err) < tolerance:
+            break
+        jac = jacobian(q, tool_offset)[rows]
+        jjt = jac @ jac.T + damping**2 * np.eye(jac.shape[0])
+        dq = jac.T @ np.linalg.solve(jjt, err)
+        if q_rest is not None:
+            pinv = jac.T @ np.linalg.solve(jjt, np.eye(jac.shape[0]))
+            dq += (np.eye(len(q)) - pinv @ jac) @ (nullspace_gain * (q_rest - q))
+        q = np.clip(q + dq, lower, upper)
+    return q
