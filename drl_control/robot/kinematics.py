@@ -89,3 +89,35 @@ def inverse(
             dq += (np.eye(len(q)) - pinv @ jac) @ (nullspace_gain * (q_rest - q))
         q = np.clip(q + dq, lower, upper)
     return q
+
+
+# Orientation that points the flange z axis straight down with its y axis along world +y.
+FLANGE_DOWN = np.diag([-1.0, 1.0, -1.0])
+
+
+def rotation_error(current: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Small-angle rotation vector taking `current` onto `target` (both 3x3, base frame)."""
+    return _rotation_error(current, target)
+
+
+def dls_step(
+    jac: np.ndarray,
+    error: np.ndarray,
+    q: np.ndarray,
+    damping: float,
+    q_rest: np.ndarray | None = None,
+    nullspace_gain: float = 0.0,
+) -> np.ndarray:
+    """One damped-least-squares step dq = J^T (J J^T + lambda^2 I)^-1 e, plus a null-space pull to `q_rest`.
+
+    This is the end-effector control law of both the simulator and the deployed controller;
+    `jac` comes from PyBullet in the sim and from `jacobian()` on the robot (they agree).
+    """
+    jjt = jac @ jac.T
+    jjt[np.diag_indices_from(jjt)] += damping * damping
+    pinv = jac.T @ np.linalg.inv(jjt)
+    dq = pinv @ error
+    if q_rest is not None and nullspace_gain:
+        pull = nullspace_gain * (q_rest - q)
+        dq += pull - pinv @ (jac @ pull)
+    return dq

@@ -1,0 +1,126 @@
+"""Domain randomization for sim-to-real: off by default, every knob set by configuration."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+
+def _range(name: str, value, low_bound: float = 0.0) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"randomization.{name} must be [low, high], got {value!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high)) or low < low_bound or high < low:
+        raise ValueError(f"randomization.{name} must satisfy {low_bound} <= low <= high, got {value!r}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class Randomization:
+    """Ranges are sampled uniformly at every reset; None (the default) leaves a property as modelled.
+
+    joint_damping, joint_friction: absolute values (N·m·s/rad, N·m) for all arm joints.
+    object_mass: scale factor of the object's mass; object_friction: its lateral friction.
+    observation_noise: std of Gaussian noise on the observation vector (metres, rad, m/s).
+    action_latency: (min, max) control steps an action waits before it is applied (0..2).
+    control_jitter: fraction by which the number of physics substeps of a step may vary.
+    """
+
+    joint_damping: tuple[float, float] | None = None
+    joint_friction: tuple[float, float] | None = None
+    object_mass: tuple[float, float] | None = None
+    object_friction: tuple[float, float] | None = None
+    observation_noise: float = 0.0
+    action_latency: tuple[int, int] = (0, 0)
+    control_jitter: float = 0.0
+
+    @classmethod
+    def from_dict(cls, config: dict | None) -> Randomization:
+        config = dict(config or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"randomization: unknown key(s) {unknown}; valid keys are {sorted(known)}")
+        for key in ("joint_damping", "joint_friction", "object_friction"):
+            config[key] = _range(key, config.get(key))
+        config["object_mass"] = _range("object_mass", config.get("object_mass"), low_bound=1e-3)
+        latency = _range("action_latency", config.get("action_latency", (0, 0)))
+        if latency[1] > 2 or latency != tuple(round(v) for v in latency):
+            raise ValueError(f"randomization.action_latency must be whole steps within [0, 2], got {latency}")
+        config["action_latency"] = (round(latency[0]), round(latency[1]))
+        noise = float(config.get("observation_noise", 0.0))
+        if not 0.0 <= noise < 1.0:
+            raise ValueError(f"randomization.observation_noise must be in [0, 1), got {noise}")
+        config["observation_noise"] = noise
+        jitter = float(config.get("control_jitter", 0.0))
+        if not 0.0 <= jitter < 1.0:
+            raise ValueError(f"randomization.control_jitter must be in [0, 1), got {jitter}")
+        config["control_jitter"] = jitter
+        return cls(**config)
+
+    @property
+    def enabled(self) -> bool:
+        return self != Randomization()
+
+
+class Randomizer:
+    """Applies a `Randomization` to one env: dynamics at reset, latency/jitter/noise per step."""
+
+    def __init__(self, config: Randomization) -> None:
+        self.config = config
+        self._pending: deque[np.ndarray] = deque()
+        self._latency = 0
+        self.friction: np.ndarray | None = None
+
+    def on_reset(self, rng: np.random.Generator, client, arm_body: int, arm_joints, obj: int | None,
+                 base_mass: float | None) -> None:
+        c = self.config
+        for joint in arm_joints:
+            if c.joint_damping:
+                client.changeDynamics(arm_body, joint, jointDamping=rng.uniform(*c.joint_damping))
+        if obj is not None:
+            if c.object_mass and base_mass is not None:
+                client.changeDynamics(obj, -1, mass=base_mass * rng.uniform(*c.object_mass))
+            if c.object_friction:
+                client.changeDynamics(obj, -1, lateralFriction=rng.uniform(*c.object_friction))
+        self.friction = rng.uniform(*c.joint_friction, size=len(arm_joints)) if c.joint_friction else None
+        self._latency = int(rng.integers(c.action_latency[0], c.action_latency[1] + 1))
+        self._pending.clear()
+
+    def apply_joint_friction(self, client, body: int, joints: list[int], axes: np.ndarray) -> None:
+        """Coulomb friction torque opposing each joint's motion, for one physics substep.
+
+        PyBullet has no joint-friction parameter, so the torque is applied by hand to the child
+        link (and its reaction to the parent); `axes` are the joint axes in the link frames.
+        """
+        states = client.getJointStates(body, joints)
+        links = client.getLinkStates(body, joints)
+        for i, (joint, state, link) in enumerate(zip(joints, states, links)):
+            rotation = np.array(client.getMatrixFromQuaternion(link[5])).reshape(3, 3)
+            torque = -self.friction[i] * np.tanh(state[1] / 0.01) * (rotation @ axes[i])
+            client.applyExternalTorque(body, joint, torque.tolist(), 2)  # 2 = WORLD_FRAME
+            if joint > 0:
+                client.applyExternalTorque(body, joint - 1, (-torque).tolist(), 2)
+
+    def delay(self, action: np.ndarray, hold: np.ndarray) -> np.ndarray:
+        """The action to apply now: `action` itself, or one from `latency` steps ago (`hold` before that)."""
+        if self._latency == 0:
+            return action
+        self._pending.append(action)
+        return self._pending.popleft() if len(self._pending) > self._latency else hold
+
+    def substeps(self, rng: np.random.Generator, nominal: int) -> int:
+        if not self.config.control_jitter:
+            return nominal
+        spread = max(1, round(nominal * self.config.control_jitter))
+        return max(1, nominal + int(rng.integers(-spread, spread + 1)))
+
+    def noisy(self, rng: np.random.Generator, observation: np.ndarray) -> np.ndarray:
+        if not self.config.observation_noise:
+            return observation
+        return observation + rng.normal(0.0, self.config.observation_noise, size=observation.shape)
