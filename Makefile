@@ -1,0 +1,76 @@
+# drl_control: reproducible setup, tests and demos on a bare Debian 12 + Python 3.11 machine.
+#
+#   make setup   .venv with pinned requirements (+ dev, bench), ROS 2 interfaces built into it,
+#                drl_control installed editable. Stamp files make a re-run a no-op.
+#   make test    ruff check . ; pytest -q   (in the venv)
+#   make demo    drl-control demo
+#   make bench   benchmarks/run_all.py, if present
+#   make clean   drop build outputs and setup stamps (keeps .venv); distclean also drops .venv
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := setup
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMPS := $(VENV)/.stamps
+
+REQUIREMENTS := requirements.txt requirements-dev.txt requirements-bench.txt
+# The torch pin is read from requirements.txt so that it lives in one place.
+TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
+INTERFACE_SOURCES := $(shell find ros2_ws/src -type f -not -name '*.pyc' 2>/dev/null)
+
+.PHONY: setup test lint pytest demo bench clean distclean
+
+setup: $(STAMPS)/editable
+
+# 1. The venv itself, with current pip/setuptools/wheel. The ROS wheels are cp311 only.
+$(STAMPS)/venv:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "make setup: $(PYTHON) is not Python 3.11 (the ROS 2 wheels are cp311 only)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+	@mkdir -p $(STAMPS) && touch $@
+
+# 2. torch first and alone (exact pin: the local CPU wheel), then everything else.
+$(STAMPS)/requirements: $(STAMPS)/venv $(REQUIREMENTS)
+	@test -n "$(TORCH_PIN)" || { echo "make setup: no 'torch==' line in requirements.txt" >&2; exit 1; }
+	$(PIP) install "$(TORCH_PIN)"
+	$(PIP) install $(addprefix -r ,$(REQUIREMENTS))
+	$(PIP) check
+	@touch $@
+
+# 3. ROS 2 interface packages (ros2_ws/src/*) built with plain cmake into the venv.
+$(STAMPS)/interfaces: $(STAMPS)/requirements scripts/build_interfaces.sh $(INTERFACE_SOURCES)
+	scripts/build_interfaces.sh $(VENV)
+	@touch $@
+
+# 4. drl_control itself, editable.
+$(STAMPS)/editable: $(STAMPS)/interfaces setup.py pyproject.toml
+	$(PIP) install --no-build-isolation --no-deps -e .
+	@touch $@
+
+test: lint pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# pytest exits 5 when it collects no test (e.g. early in the project): not a failure here.
+pytest: setup
+	@rc=0; $(PY) -m pytest -q || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 0; fi; exit $$rc
+
+demo: setup
+	$(VENV)/bin/drl-control demo
+
+bench: setup
+	@if [ -f benchmarks/run_all.py ]; then $(PY) benchmarks/run_all.py; \
+	else echo "make bench: benchmarks/run_all.py does not exist yet"; fi
+
+clean:
+	rm -rf build/interfaces $(STAMPS) .pytest_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV) drl_control.egg-info
