@@ -78,6 +78,12 @@ class Arm:
         if self.has_gripper:
             for link in self.finger_ids:
                 self.client.changeDynamics(self.body, link, lateralFriction=2.0, spinningFriction=0.01)
+            # Couple the jaws so a grasped object stays centred (two saturated position motors
+            # alone leave the pair free to drift sideways together).
+            gear = self.client.createConstraint(
+                self.body, self.finger_ids[0], self.body, self.finger_ids[1], p.JOINT_GEAR, [0, 1, 0], [0, 0, 0], [0, 0, 0]
+            )
+            self.client.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=100)
 
     # --- state -----------------------------------------------------------------------------
     def reset(self, q: np.ndarray | None = None, finger_opening: float = FINGER_MAX_OPENING) -> None:

@@ -12,7 +12,10 @@ from drl_control.sim.arm import Arm
 from drl_control.sim.world import World
 
 OBJECT_HALF = 0.02  # 4 cm cube
-TABLE_CENTRE = np.array([0.55, 0.0])
+# Objects and goals lie on the table within TABLE_CENTRE +- OBJECT_XY_RANGE (x, y). With the tool
+# pointing down, the iiwa's elbow (A4, +-120 deg) limits how close to the base it can work.
+TABLE_CENTRE = np.array([0.6, 0.0])
+OBJECT_XY_RANGE = np.array([0.12, 0.15])
 
 
 class Task:
@@ -74,8 +77,6 @@ class Reach(Task):
 class ObjectTask(Task):
     """A 4 cm cube on the table; the goal is where the cube should end up."""
 
-    object_xy_range = 0.15
-    goal_xy_range = 0.15
     goal_z_range = 0.0
     object_mass = 0.2
     object_friction = 0.6
@@ -90,13 +91,14 @@ class ObjectTask(Task):
         self.world.client.removeBody(self.goal_marker)
         self.goal_marker = world.create_box(half, 0.0, np.zeros(3), (0.1, 0.8, 0.1, 0.4), ghost=True)
 
-    def _sample_xy(self, rng: np.random.Generator, xy_range: float) -> np.ndarray:
-        return TABLE_CENTRE + rng.uniform(-xy_range, xy_range, size=2)
+    @staticmethod
+    def _sample_xy(rng: np.random.Generator) -> np.ndarray:
+        return TABLE_CENTRE + rng.uniform(-OBJECT_XY_RANGE, OBJECT_XY_RANGE)
 
     def reset(self, rng: np.random.Generator) -> None:
-        object_xy = self._sample_xy(rng, self.object_xy_range)
+        object_xy = self._sample_xy(rng)
         while True:  # a goal already satisfied at the start teaches nothing
-            goal_xy = self._sample_xy(rng, self.goal_xy_range)
+            goal_xy = self._sample_xy(rng)
             height = OBJECT_HALF + (rng.uniform(0.0, self.goal_z_range) if self.goal_z_range else 0.0)
             goal = np.array([*goal_xy, height])
             if np.linalg.norm(goal[:2] - object_xy) > self.distance_threshold:

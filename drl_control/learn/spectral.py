@@ -1,0 +1,140 @@
+"""Spectral normalization (Miyato et al. 2018) of hidden Linear layers, for actor and/or critic.
+
+It is applied inside policy subclasses (`make_actor`/`make_critic`/`_build_mlp_extractor`), i.e.
+before SB3 creates the optimizers and copies online nets into target nets, so that
+  - optimizers hold the parametrized weights (`parametrizations.weight.original`),
+  - target nets have the same parametrization and `load_state_dict` copies it,
+  - SB3's `polyak_update(critic.parameters(), critic_target.parameters())` averages the raw weights.
+What SB3 does not know: the power-iteration vectors `_u`/`_v` are buffers, and target nets run in
+eval mode (no power iteration), so their σ estimate would go stale. `sync_target_buffers` adds them
+to SB3's list of buffers that are hard-copied online → target after every polyak update (the list
+SB3 already keeps for BatchNorm's running stats).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from stable_baselines3.common.utils import get_parameters_by_name
+from stable_baselines3.ppo.policies import MultiInputPolicy as PPOMultiInputPolicy
+from stable_baselines3.sac.policies import MultiInputPolicy as SACMultiInputPolicy
+from stable_baselines3.td3.policies import MultiInputPolicy as TD3MultiInputPolicy
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+SN_BUFFERS = ["running_", "parametrizations.weight.0._u", "parametrizations.weight.0._v"]
+
+
+def _hidden_linears(seq: nn.Module, include_last: bool) -> list[nn.Linear]:
+    linears = [m for m in seq.modules() if isinstance(m, nn.Linear)]
+    return linears if include_last else linears[:-1]
+
+
+def apply_spectral_norm(seq: nn.Module, include_last: bool = False) -> list[nn.Linear]:
+    """Parametrize the hidden Linear layers of `seq` (all but the output layer unless include_last)."""
+    layers = _hidden_linears(seq, include_last)
+    for layer in layers:
+        spectral_norm(layer)
+    return layers
+
+
+def spectral_normalized_layers(module: nn.Module) -> list[nn.Linear]:
+    """Linear layers of `module` that carry a spectral-norm parametrization."""
+    return [
+        m for m in module.modules()
+        if isinstance(m, nn.Linear) and hasattr(m, "parametrizations") and "weight" in m.parametrizations
+    ]
+
+
+def _wants(mode: str, part: str) -> bool:
+    return mode == "both" or mode == part
+
+
+class SNSACPolicy(SACMultiInputPolicy):
+    """SAC MultiInputPolicy with optional spectral norm of actor (latent_pi) / critic hidden layers."""
+
+    def __init__(self, *args: Any, spectral_norm: str = "none", **kwargs: Any) -> None:
+        self.spectral_norm = spectral_norm
+        super().__init__(*args, **kwargs)
+
+    def make_actor(self, features_extractor: Any = None) -> Any:
+        actor = super().make_actor(features_extractor)
+        if _wants(self.spectral_norm, "actor"):
+            # latent_pi holds only hidden layers; mu/log_std are the output heads
+            apply_spectral_norm(actor.latent_pi, include_last=True)
+        return actor
+
+    def make_critic(self, features_extractor: Any = None) -> Any:
+        critic = super().make_critic(features_extractor)
+        if _wants(self.spectral_norm, "critic"):
+            for q in critic.q_networks:
+                apply_spectral_norm(q)
+        return critic
+
+
+class SNTD3Policy(TD3MultiInputPolicy):
+    """TD3/DDPG MultiInputPolicy with optional spectral norm of actor / critic hidden layers."""
+
+    def __init__(self, *args: Any, spectral_norm: str = "none", **kwargs: Any) -> None:
+        self.spectral_norm = spectral_norm
+        super().__init__(*args, **kwargs)
+
+    def make_actor(self, features_extractor: Any = None) -> Any:
+        actor = super().make_actor(features_extractor)
+        if _wants(self.spectral_norm, "actor"):
+            apply_spectral_norm(actor.mu)
+        return actor
+
+    def make_critic(self, features_extractor: Any = None) -> Any:
+        critic = super().make_critic(features_extractor)
+        if _wants(self.spectral_norm, "critic"):
+            for q in critic.q_networks:
+                apply_spectral_norm(q)
+        return critic
+
+
+class SNPPOPolicy(PPOMultiInputPolicy):
+    """PPO MultiInputPolicy with optional spectral norm of the policy (actor) / value (critic) MLPs."""
+
+    def __init__(self, *args: Any, spectral_norm: str = "none", **kwargs: Any) -> None:
+        self.spectral_norm = spectral_norm
+        super().__init__(*args, **kwargs)
+
+    def _build(self, lr_schedule: Any) -> None:
+        # Parametrize after SB3's orthogonal init (which writes `.weight.data` and would miss the
+        # original weight), then rebuild the optimizer over the parametrized parameters.
+        super()._build(lr_schedule)
+        parts = []
+        if _wants(self.spectral_norm, "actor"):
+            parts.append(self.mlp_extractor.policy_net)
+        if _wants(self.spectral_norm, "critic"):
+            parts.append(self.mlp_extractor.value_net)
+        for net in parts:
+            apply_spectral_norm(net, include_last=True)
+        if parts:
+            self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+
+def sync_target_buffers(model: Any) -> None:
+    """Make SB3 hard-copy spectral-norm buffers online → target after each polyak update."""
+    pairs = [
+        ("batch_norm_stats", "critic", "batch_norm_stats_target", "critic_target"),  # SAC
+        ("critic_batch_norm_stats", "critic", "critic_batch_norm_stats_target", "critic_target"),  # TD3
+        ("actor_batch_norm_stats", "actor", "actor_batch_norm_stats_target", "actor_target"),  # TD3
+    ]
+    for online_attr, online_net, target_attr, target_net in pairs:
+        if hasattr(model, online_attr):
+            setattr(model, online_attr, get_parameters_by_name(getattr(model, online_net), SN_BUFFERS))
+            setattr(model, target_attr, get_parameters_by_name(getattr(model, target_net), SN_BUFFERS))
+
+
+@torch.no_grad()
+def largest_singular_values(module: nn.Module) -> list[float]:
+    """σ_max of each spectral-normalized layer's effective weight (eval mode: no power iteration)."""
+    was_training = module.training
+    module.eval()
+    try:
+        return [float(torch.linalg.matrix_norm(m.weight, ord=2)) for m in spectral_normalized_layers(module)]
+    finally:
+        module.train(was_training)
