@@ -24,7 +24,7 @@ INTERFACE_SOURCES := $(shell find ros2_ws/src -type f -not -name '*.pyc' 2>/dev/
 
 .PHONY: setup test lint pytest demo bench clean distclean
 
-setup: $(STAMPS)/editable
+setup: $(STAMPS)/interfaces $(STAMPS)/editable
 
 # 1. The venv itself, with current pip/setuptools/wheel. The ROS wheels are cp311 only.
 $(STAMPS)/venv:
@@ -48,7 +48,7 @@ $(STAMPS)/interfaces: $(STAMPS)/requirements scripts/build_interfaces.sh $(INTER
 	@touch $@
 
 # 4. drl_control itself, editable.
-$(STAMPS)/editable: $(STAMPS)/interfaces setup.py pyproject.toml
+$(STAMPS)/editable: $(STAMPS)/requirements setup.py pyproject.toml
 	$(PIP) install --no-build-isolation --no-deps -e .
 	@touch $@
 

@@ -16,21 +16,22 @@ JOBS="${JOBS:-$(nproc)}"
 command -v cmake >/dev/null || { echo "build_interfaces: cmake not found (apt-get install cmake g++)" >&2; exit 1; }
 
 # Wart: the wheels' exported CMake targets name include directories of the machine they were
-# built on; CMake refuses missing ones. Make them exist, pointing at this Python and the venv's
-# numpy. Replace a dangling link, never an existing real directory.
-link_if_missing() {  # link_if_missing TARGET LINK
+# built on; CMake refuses missing ones. Make them exist as symlinks to this Python's headers and
+# this venv's numpy headers. A symlink there is (re)pointed at this venv on every build (another
+# venv's numpy may differ or be gone); a real directory there is a real install: left alone.
+ensure_link() {  # ensure_link TARGET LINK
     local target="$1" link="$2"
-    if [ -L "$link" ] && [ ! -e "$link" ]; then rm -f "$link"; fi
-    if [ ! -e "$link" ]; then
+    if [ -e "$link" ] && [ ! -L "$link" ]; then return; fi
+    if [ "$(readlink "$link" 2>/dev/null)" != "$target" ]; then
         mkdir -p "$(dirname "$link")"
-        ln -s "$target" "$link"
+        ln -sfn "$target" "$link"
         echo "build_interfaces: linked $link -> $target"
     fi
 }
 PY_INCLUDE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
 NP_INCLUDE="$("$PY" -c 'import numpy; print(numpy.get_include())')"
-link_if_missing "$PY_INCLUDE" /opt/python/cp311-cp311/include/python3.11
-link_if_missing "$NP_INCLUDE" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
+ensure_link "$PY_INCLUDE" /opt/python/cp311-cp311/include/python3.11
+ensure_link "$NP_INCLUDE" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
 
 export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:$PATH"
