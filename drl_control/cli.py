@@ -34,8 +34,70 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train DDPG/TD3/SAC (+HER) or PPO into a run directory")
+    p.add_argument("--algo", choices=("ddpg", "td3", "sac", "ppo"), default=None,
+                   help="algorithm (required unless --resume)")
+    p.add_argument("--env", default=None, help="env id, e.g. DrlControl/IiwaReach-v0 (required unless --resume)")
+    p.add_argument("--timesteps", type=int, default=None, help="total env steps of the run (resume: new total)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default=None, help="run directory (default with --resume: the resumed run)")
+    p.add_argument("--n-envs", type=int, default=None, help="parallel envs (SubprocVecEnv when > 1)")
+    p.add_argument("--config", default=None, help="YAML file overriding config/<algo>.yaml")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run's latest checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. algorithm.gamma=0.98")
+
+    def run(args: argparse.Namespace) -> int:
+        from drl_control.learn.cli_verbs import train_cli
+
+        return train_cli(args)
+
+    p.set_defaults(handler=run)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a run directory or a deploy artifact on held-out seeded goals")
+    p.add_argument("target", metavar="TARGET", help="run directory or deploy artifact directory")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the report as JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        from drl_control.learn.cli_verbs import eval_cli
+
+        return eval_cli(args)
+
+    p.set_defaults(handler=run)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a run's latest checkpoint as a deploy artifact")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+
+    def run(args: argparse.Namespace) -> int:
+        from drl_control.learn.cli_verbs import export_cli
+
+        return export_cli(args)
+
+    p.set_defaults(handler=run)
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="write RUN_DIR/learning_curve.png from the run's episodes.csv")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+
+    def run(args: argparse.Namespace) -> int:
+        from drl_control.learn.plot import plot_run
+
+        print(plot_run(args.run_dir))
+        return 0
+
+    p.set_defaults(handler=run)
+
+
 # Verbs register here; each section owns one verb.
-_VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_expert]
+_VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_expert, _add_train, _add_eval, _add_export, _add_plot]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,122 @@
+"""Evaluation on held-out seeded goals, for a run directory (SB3 model) or a deploy artifact.
+
+Why not SB3's `evaluate_policy`: it reports returns only; we need success at the final step and
+the final goal distance, and the same loop must drive the deploy policy (which has no SB3).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Actor = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+class ModelActor:
+    """Deterministic actions of an SB3 model, with the (frozen) observation normalizer applied."""
+
+    def __init__(self, model: Any, normalizer: Any = None) -> None:
+        self.model = model
+        self.normalizer = normalizer
+
+    def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        batched = {k: np.asarray(v)[None] for k, v in obs.items()}
+        if self.normalizer is not None:
+            batched = self.normalizer.normalize_obs(batched)
+        action, _ = self.model.predict(batched, deterministic=True)
+        return action[0]
+
+
+def eval_seeds(seed: int, episodes: int, seed_offset: int = 1_000_000) -> list[int]:
+    """Reset seeds of the evaluation episodes: a stream of their own, apart from training's seed+rank."""
+    rng = np.random.default_rng([seed_offset, seed])
+    return [int(s) for s in rng.integers(0, 2**31 - 1, size=episodes)]
+
+
+def evaluate_actor(actor: Actor, env_id: str, *, episodes: int, seed: int, seed_offset: int = 1_000_000,
+                   env: Any = None) -> dict[str, Any]:
+    """Run `episodes` deterministic episodes; success = is_success at the final step."""
+    import gymnasium as gym
+
+    from drl_control.learn.algos import import_env_packages
+
+    own_env = env is None
+    if own_env:
+        import_env_packages(env_id)
+        env = gym.make(env_id)
+    successes, returns, distances, lengths = [], [], [], []
+    try:
+        for ep_seed in eval_seeds(seed, episodes, seed_offset):
+            obs, info = env.reset(seed=ep_seed)
+            total, steps, done = 0.0, 0, False
+            while not done:
+                obs, reward, terminated, truncated, info = env.step(actor(obs))
+                total += float(reward)
+                steps += 1
+                done = terminated or truncated
+            successes.append(float(bool(info.get("is_success", False))))
+            returns.append(total)
+            lengths.append(steps)
+            distances.append(float(np.linalg.norm(np.asarray(obs["achieved_goal"]) - np.asarray(obs["desired_goal"]))))
+    finally:
+        if own_env:
+            env.close()
+    return {
+        "env_id": env_id,
+        "episodes": episodes,
+        "seed": seed,
+        "success_rate": float(np.mean(successes)),
+        "mean_return": float(np.mean(returns)),
+        "mean_final_distance": float(np.mean(distances)),
+        "mean_length": float(np.mean(lengths)),
+        "successes": successes,
+    }
+
+
+def load_run_model(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Model + frozen normalizer from a run's latest checkpoint, built fresh (no pickle)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from drl_control.learn.algos import build_model, make_env, wrap_normalizer
+    from drl_control.learn.checkpoint import latest_checkpoint, restore_checkpoint
+    from drl_control.learn.train import load_run_config
+
+    cfg = load_run_config(run_dir)
+    eval_cfg = copy.deepcopy(cfg)
+    if cfg["algo"] != "ppo":
+        eval_cfg.setdefault("algorithm", {})["buffer_size"] = 1000  # no replay needed to act
+    venv = DummyVecEnv([lambda: make_env(cfg["env_id"])])
+    venv = wrap_normalizer(venv, eval_cfg, training=False)
+    normalizer = venv if hasattr(venv, "state_dict") else None
+    model = build_model(eval_cfg, venv)
+    restore_checkpoint(model, latest_checkpoint(run_dir), normalizer, replay=False)
+    return model, normalizer, cfg
+
+
+def is_artifact(path: str | Path) -> bool:
+    return (Path(path) / "policy.json").is_file()
+
+
+def evaluate(target: str | Path, *, episodes: int, seed: int, seed_offset: int = 1_000_000) -> dict[str, Any]:
+    """Evaluate a run directory or a deploy artifact directory."""
+    target = Path(target)
+    if not target.is_dir():
+        raise FileNotFoundError(f"{target}: no such run or artifact directory")
+    if is_artifact(target):
+        from drl_control.deploy.policy import DeployPolicy
+
+        policy = DeployPolicy.load(target)
+        report = evaluate_actor(policy.act, policy.env_id, episodes=episodes, seed=seed, seed_offset=seed_offset)
+        report["target"] = "artifact"
+    else:
+        model, normalizer, cfg = load_run_model(target)
+        report = evaluate_actor(ModelActor(model, normalizer), cfg["env_id"], episodes=episodes, seed=seed,
+                                seed_offset=seed_offset)
+        report["target"] = "run"
+        model.env.close()
+    report["path"] = str(target)
+    return report

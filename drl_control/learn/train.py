@@ -1,0 +1,277 @@
+"""Training as a library function: `train(config, run_dir, ...)`.
+
+The CLI and the ROS learner node both call this. The node passes its own VecEnv factory (a
+RosVecEnv over sim nodes), an `on_progress` callback (feedback: timesteps, success rate, fps) and a
+`cancel` event (the action's cancel: checkpoint, then stop).
+
+Run directory:
+  config.yaml            resolved configuration
+  checkpoints/           step_<N>/ + LATEST (see checkpoint.py)
+  tb/                    TensorBoard logs (SB3's logger)
+  episodes.csv           one row per finished training episode
+  learning_curve.png     success rate and return vs env steps
+  eval.json              final evaluation on held-out seeded goals
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drl_control.learn.algos import VecEnvFactory, build_model, default_vec_env_factory, wrap_normalizer
+from drl_control.learn.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from drl_control.learn.config import dump_config, load_yaml, validate_config
+
+EPISODE_FIELDS = ("env_step", "episode", "return", "length", "success", "final_distance", "wall_time")
+
+
+@dataclass
+class Progress:
+    """Feedback for progress bars and the ROS train action."""
+
+    timesteps: int
+    total_timesteps: int
+    episodes: int
+    success_rate: float  # over the last 100 training episodes (nan before the first)
+    mean_return: float
+    fps: float
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    timesteps: int
+    cancelled: bool
+    checkpoint: str
+    wall_time_s: float
+    eval: dict[str, Any] | None = field(default=None)
+
+
+def _final_distance(info: Mapping[str, Any]) -> float:
+    obs = info.get("terminal_observation_raw", info.get("terminal_observation"))
+    if isinstance(obs, Mapping) and "achieved_goal" in obs and "desired_goal" in obs:
+        return float(np.linalg.norm(np.asarray(obs["achieved_goal"]) - np.asarray(obs["desired_goal"])))
+    return float("nan")
+
+
+def _run_callback(*args: Any, **kwargs: Any) -> Any:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class RunCallback(BaseCallback):
+        """Episode CSV, periodic checkpoints, progress feedback and cancellation."""
+
+        def __init__(self, trainer: Trainer) -> None:
+            super().__init__()
+            self.t = trainer
+            self.returns: np.ndarray | None = None
+            self.lengths: np.ndarray | None = None
+            self.recent_success: collections.deque[float] = collections.deque(maxlen=100)
+            self.recent_return: collections.deque[float] = collections.deque(maxlen=100)
+            self.last_progress = 0
+            self.last_ckpt = 0
+            self.start_steps = 0
+            self.start_time = time.time()
+
+        def _on_training_start(self) -> None:
+            n = self.training_env.num_envs
+            self.returns = np.zeros(n)
+            self.lengths = np.zeros(n, dtype=np.int64)
+            self.last_ckpt = self.last_progress = self.start_steps = self.model.num_timesteps
+            self.start_time = time.time()
+
+        def progress(self) -> Progress:
+            steps = self.model.num_timesteps
+            elapsed = max(time.time() - self.start_time, 1e-9)
+            return Progress(
+                timesteps=steps,
+                total_timesteps=self.t.total_timesteps,
+                episodes=self.t.episodes,
+                success_rate=float(np.mean(self.recent_success)) if self.recent_success else float("nan"),
+                mean_return=float(np.mean(self.recent_return)) if self.recent_return else float("nan"),
+                fps=(steps - self.start_steps) / elapsed,
+            )
+
+        def _on_step(self) -> bool:
+            assert self.returns is not None and self.lengths is not None
+            rewards = np.asarray(self.locals["rewards"], dtype=np.float64)
+            dones = self.locals["dones"]
+            infos = self.locals["infos"]
+            self.returns += rewards
+            self.lengths += 1
+            for i in np.flatnonzero(dones):
+                success = float(bool(infos[i].get("is_success", False)))
+                self.t.episodes += 1
+                self.recent_success.append(success)
+                self.recent_return.append(float(self.returns[i]))
+                self.t.write_episode(
+                    env_step=self.model.num_timesteps, episode=self.t.episodes, ret=float(self.returns[i]),
+                    length=int(self.lengths[i]), success=success, final_distance=_final_distance(infos[i]),
+                )
+                self.returns[i] = 0.0
+                self.lengths[i] = 0
+            if self.t.on_progress and self.model.num_timesteps - self.last_progress >= self.t.progress_every:
+                self.last_progress = self.model.num_timesteps
+                self.t.on_progress(self.progress())
+            return not self.t.cancel.is_set()
+
+        def _on_rollout_end(self) -> None:
+            # Checkpoint here, not in _on_step: SB3 stores the step's transition after on_step.
+            if self.model.num_timesteps - self.last_ckpt >= self.t.checkpoint_every:
+                self.last_ckpt = self.model.num_timesteps
+                self.t.checkpoint()
+
+    return RunCallback(*args, **kwargs)
+
+
+class Trainer:
+    """One training run in `run_dir`; `resume_from` continues a run (counters, buffer, normalizer)."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        run_dir: str | Path,
+        *,
+        vec_env_factory: VecEnvFactory | None = None,
+        resume_from: str | Path | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        validate_config(config)
+        self.cfg = dict(config)
+        for key in ("env_id", "total_timesteps"):
+            if key not in self.cfg:
+                raise ValueError(f"config needs {key!r}")
+        self.run_dir = Path(run_dir)
+        self.total_timesteps = int(self.cfg["total_timesteps"])
+        self.factory = vec_env_factory or default_vec_env_factory(self.cfg["env_id"])
+        self.resume_from = Path(resume_from) if resume_from else None
+        self.on_progress = on_progress
+        self.cancel = cancel or threading.Event()
+        train_cfg = self.cfg.get("train", {})
+        self.checkpoint_every = int(train_cfg.get("checkpoint_every", 10_000))
+        self.keep = int(train_cfg.get("keep_checkpoints", 2))
+        self.progress_every = int(train_cfg.get("progress_every", 500))
+        self.episodes = 0
+        self.model: Any = None
+        self.normalizer: Any = None
+        self._csv: Any = None
+        self._csv_writer: Any = None
+        self._t0 = time.time()
+
+    # --- pieces used by the callback ---------------------------------------------------------
+    def write_episode(self, *, env_step: int, episode: int, ret: float, length: int, success: float,
+                      final_distance: float) -> None:
+        self._csv_writer.writerow([env_step, episode, f"{ret:.6g}", length, int(success), f"{final_distance:.6g}",
+                                   f"{time.time() - self._t0:.3f}"])
+        self._csv.flush()
+
+    def checkpoint(self) -> Path:
+        return save_checkpoint(self.run_dir, self.model, self.normalizer, extra={"episodes": self.episodes},
+                               keep=self.keep)
+
+    # --- the run -----------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        """Train until total_timesteps (or cancel), checkpoint, evaluate, plot."""
+        import torch
+
+        torch.set_num_threads(int(self.cfg.get("train", {}).get("torch_threads", 1)))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(self.cfg, self.run_dir / "config.yaml")
+        venv = self.factory(int(self.cfg.get("n_envs", 1)), int(self.cfg.get("seed", 0)))
+        try:
+            return self._train(venv)
+        finally:
+            if self._csv is not None:
+                self._csv.close()
+            venv.close()
+
+    def _train(self, venv: Any) -> TrainResult:
+        venv = wrap_normalizer(venv, self.cfg, training=True)
+        self.normalizer = venv if hasattr(venv, "state_dict") else None
+        self.model = build_model(self.cfg, venv, tensorboard_log=str(self.run_dir / "tb"))
+        if self.resume_from is not None:
+            state = restore_checkpoint(self.model, latest_checkpoint(self.resume_from), self.normalizer)
+            self.episodes = int(state.get("episodes", 0))
+        csv_path = self.run_dir / "episodes.csv"
+        new_csv = not csv_path.is_file()
+        self._csv = open(csv_path, "a", newline="")  # noqa: SIM115 (closed in train())
+        self._csv_writer = csv.writer(self._csv)
+        if new_csv:
+            self._csv_writer.writerow(EPISODE_FIELDS)
+        self._t0 = time.time()
+        remaining = self.total_timesteps - self.model.num_timesteps
+        callback = _run_callback(self)
+        if remaining > 0 and not self.cancel.is_set():
+            self.model.learn(
+                total_timesteps=remaining,
+                callback=callback,
+                reset_num_timesteps=self.resume_from is None,
+                tb_log_name=self.cfg["algo"],
+            )
+        ckpt = self.checkpoint()
+        cancelled = self.cancel.is_set()
+        if self.on_progress:
+            self.on_progress(callback.progress())
+        result = TrainResult(run_dir=str(self.run_dir), timesteps=int(self.model.num_timesteps), cancelled=cancelled,
+                             checkpoint=str(ckpt), wall_time_s=time.time() - self._t0)
+        try:
+            from drl_control.learn.plot import plot_run
+
+            plot_run(self.run_dir)
+        except Exception as exc:  # a missing plot must not lose a finished run
+            print(f"warning: could not plot learning curve: {exc}")
+        if not cancelled:
+            result.eval = self.final_eval()
+        return result
+
+    def final_eval(self) -> dict[str, Any]:
+        """Evaluate the trained model on held-out seeded goals and write eval.json."""
+        import json
+
+        from drl_control.learn.evaluate import ModelActor, evaluate_actor
+
+        ev = self.cfg.get("eval", {})
+        if self.normalizer is not None:
+            self.normalizer.training = False  # frozen statistics from here on
+        actor = ModelActor(self.model, self.normalizer)
+        report = evaluate_actor(actor, self.cfg["env_id"], episodes=int(ev.get("episodes", 50)),
+                                seed=int(self.cfg.get("seed", 0)), seed_offset=int(ev.get("seed_offset", 1_000_000)))
+        report["timesteps"] = int(self.model.num_timesteps)
+        (self.run_dir / "eval.json").write_text(json.dumps(report, indent=1))
+        return report
+
+
+def train(
+    config: Mapping[str, Any],
+    run_dir: str | Path,
+    *,
+    vec_env_factory: VecEnvFactory | None = None,
+    resume_from: str | Path | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> TrainResult:
+    """Train one run; see `Trainer`. Returns where things went and the final evaluation."""
+    return Trainer(config, run_dir, vec_env_factory=vec_env_factory, resume_from=resume_from,
+                   on_progress=on_progress, cancel=cancel).train()
+
+
+def load_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The resolved config a run was trained with."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (missing config.yaml)")
+    cfg = load_yaml(path)
+    validate_config(cfg)
+    return cfg
+
+
+def progress_dict(p: Progress) -> dict[str, Any]:
+    return asdict(p)
