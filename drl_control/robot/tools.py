@@ -34,7 +34,7 @@ def tool_tip_offset(tool: str | None) -> float:
     raise ValueError(f"{tool_urdf_path(tool)} has no tool_tip frame")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def composed_urdf_path(tool: str | None) -> Path:
     """Path of a URDF with the arm and `tool` (None: the bare arm)."""
     if tool is None:

@@ -46,7 +46,8 @@ class Expert:
                 tool_offset=self.arm.tool_offset, q_rest=self.arm.spec.home, iterations=30,
             )
             motion = (q_goal - q) / self.arm._max_step
-        action = np.clip(motion, -1.0, 1.0)
+        largest = float(np.max(np.abs(motion)))
+        action = motion / largest if largest > 1.0 else motion  # scale, don't clip: keep the direction
         if self.arm.has_gripper:
             action = np.append(action, grip)
         return action.astype(np.float32)

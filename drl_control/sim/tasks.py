@@ -84,12 +84,15 @@ class ObjectTask(Task):
     def __init__(self, world: World, arm: Arm, distance_threshold: float = 0.05) -> None:
         super().__init__(world, arm, distance_threshold)
         half = np.full(3, OBJECT_HALF)
-        self.object = world.create_box(
-            half, self.object_mass, np.array([*TABLE_CENTRE, OBJECT_HALF]), (0.1, 0.3, 0.9, 1.0),
-            lateral_friction=self.object_friction,
-        )
+        self.object = self._make_object(np.array([*TABLE_CENTRE, OBJECT_HALF]))
         self.world.client.removeBody(self.goal_marker)
         self.goal_marker = world.create_box(half, 0.0, np.zeros(3), (0.1, 0.8, 0.1, 0.4), ghost=True)
+
+    def _make_object(self, position: np.ndarray) -> int:
+        return self.world.create_box(
+            np.full(3, OBJECT_HALF), self.object_mass, position, (0.1, 0.3, 0.9, 1.0),
+            lateral_friction=self.object_friction,
+        )
 
     @staticmethod
     def _sample_xy(rng: np.random.Generator) -> np.ndarray:
@@ -104,7 +107,10 @@ class ObjectTask(Task):
             if np.linalg.norm(goal[:2] - object_xy) > self.distance_threshold:
                 break
         self.goal = goal
-        self.world.set_base_pose(self.object, np.array([*object_xy, OBJECT_HALF]))
+        # A fresh body, not a moved one: PyBullet keeps contact caches across resetBasePosition,
+        # which would make an episode depend on the previous one.
+        self.world.client.removeBody(self.object)
+        self.object = self._make_object(np.array([*object_xy, OBJECT_HALF]))
         self._place_goal_marker()
 
     def observation_layout(self) -> list[tuple[str, int]]:

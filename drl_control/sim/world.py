@@ -72,7 +72,9 @@ class World:
         self.config = config or WorldConfig()
         self.client = PhysicsClient(p.GUI if self.config.gui else p.DIRECT)
         self.client.setGravity(0, 0, self.config.gravity)
-        self.client.setPhysicsEngineParameter(fixedTimeStep=self.config.physics_dt, numSubSteps=0)
+        self.client.setPhysicsEngineParameter(
+            fixedTimeStep=self.config.physics_dt, numSubSteps=0, deterministicOverlappingPairs=1
+        )
         self.substeps = self.config.substeps
         self.time = 0.0
         self._ground = self._make_ground()
