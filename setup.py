@@ -29,6 +29,10 @@ setup(
     entry_points={
         "console_scripts": [
             "drl-control = drl_control.cli:main",
+            "sim_node = drl_control.ros.sim_node:main",
+            "learner_node = drl_control.ros.learner_node:main",
+            "controller_node = drl_control.ros.controller_node:main",
+            "robot_interface_node = drl_control.ros.robot_interface_node:main",
         ],
     },
 )
