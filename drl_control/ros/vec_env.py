@@ -1,0 +1,224 @@
+"""RosVecEnv: an SB3 VecEnv over the envs of one or more `sim_node` workers.
+
+Each worker (a sim_node namespace, e.g. "/sim0") serves K envs; the VecEnv's env i is worker w's
+env j in worker order. `step_async` sends one EnvStep request to every worker at once and
+`step_wait` collects them, so workers on different cores or machines step in parallel.
+
+HER relabelling calls `env_method("compute_reward", ...)`: it is answered LOCALLY with
+drl_control.sim.rewards and the spec's reward_type / distance_threshold, never over ROS.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+
+from drl_control.ros import conversions as conv
+from drl_control.ros import names
+from drl_control.sim import rewards
+from drl_control_interfaces.srv import EnvReset, EnvSpec, EnvStep
+
+
+class WorkerError(RuntimeError):
+    """A sim worker did not answer in time or refused a request; the message names it."""
+
+
+class _Worker:
+    def __init__(self, node: Any, worker: str) -> None:
+        self.name = worker
+        self.spec_client = node.create_client(EnvSpec, names.sim_service(worker, names.SPEC))
+        self.reset_client = node.create_client(EnvReset, names.sim_service(worker, names.RESET))
+        self.step_client = node.create_client(EnvStep, names.sim_service(worker, names.STEP))
+        self.num_envs = 0
+        self.offset = 0
+        self.pending: Any = None
+
+    def clients(self) -> list[Any]:
+        return [self.spec_client, self.reset_client, self.step_client]
+
+
+def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str) -> Any:
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    if not done.wait(max(deadline - time.monotonic(), 0.0)):
+        client.remove_pending_request(future)
+        raise WorkerError(f"sim worker {worker.name}: no answer to {client.srv_name} ({what}) within the timeout")
+    exc = future.exception()
+    if exc is not None:
+        raise WorkerError(f"sim worker {worker.name}: {client.srv_name} failed: {exc}") from exc
+    return future.result()
+
+
+class RosVecEnv(VecEnv):
+    """SB3 VecEnv whose envs live in sim_node processes, reached over ROS 2 services.
+
+    `node`: an rclpy node spun by someone else's executor (the learner_node's); without one the
+    VecEnv makes its own context, node and executor thread (domain from ROS_DOMAIN_ID).
+    """
+
+    def __init__(self, workers: Sequence[str], node: Any = None, *, timeout: float = 30.0,
+                 connect_timeout: float = 30.0) -> None:
+        if not workers:
+            raise ValueError("RosVecEnv needs at least one sim worker namespace")
+        self.timeout = float(timeout)
+        self._own: tuple[Any, Any, threading.Thread] | None = None
+        if node is None:
+            context = rclpy.Context()
+            rclpy.init(context=context)
+            node = rclpy.create_node("ros_vec_env", context=context)
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            thread = threading.Thread(target=executor.spin, daemon=True, name="ros_vec_env")
+            thread.start()
+            self._own = (context, executor, thread)
+        self.node = node
+        self.workers = [_Worker(node, w) for w in workers]
+        if len({w.step_client.srv_name for w in self.workers}) != len(self.workers):
+            raise ValueError(f"duplicate sim workers in {list(workers)}")
+        try:
+            self._connect(connect_timeout)
+        except BaseException:
+            self.close()
+            raise
+        super().__init__(self._num_envs, self.observation_space_, self.action_space_)
+        self._actions: np.ndarray | None = None
+
+    # --- setup -------------------------------------------------------------------------------
+    def _connect(self, connect_timeout: float) -> None:
+        deadline = time.monotonic() + connect_timeout
+        for w in self.workers:
+            for client in w.clients():
+                if not client.wait_for_service(timeout_sec=max(deadline - time.monotonic(), 0.01)):
+                    raise WorkerError(f"sim worker {w.name}: service {client.srv_name} not available "
+                                      f"after {connect_timeout:g} s (is its sim_node running on this ROS domain?)")
+        futures = [(w, w.spec_client.call_async(EnvSpec.Request())) for w in self.workers]
+        specs = [_wait(w, w.spec_client, f, deadline, "spec") for w, f in futures]
+        first = specs[0]
+        offset = 0
+        for w, spec in zip(self.workers, specs):
+            for field in ("env_id", "observation_space_json", "action_space_json"):
+                if getattr(spec, field) != getattr(first, field):
+                    raise ValueError(f"sim worker {w.name}: {field} differs from worker {self.workers[0].name}'s "
+                                     f"({getattr(spec, field)[:80]!r} vs {getattr(first, field)[:80]!r})")
+            w.num_envs, w.offset = int(spec.num_envs), offset
+            offset += w.num_envs
+        self._num_envs = offset
+        self.env_id = first.env_id
+        self.control_hz = float(first.control_hz)
+        self.deploy_spec: dict[str, Any] = json.loads(first.deploy_spec_json) if first.deploy_spec_json else {}
+        self.reward_type = self.deploy_spec.get("reward_type")
+        self.distance_threshold = self.deploy_spec.get("distance_threshold")
+        self.observation_space_ = conv.space_from_json(first.observation_space_json)
+        self.action_space_ = conv.space_from_json(first.action_space_json)
+        self.render_mode = None
+
+    # --- VecEnv API --------------------------------------------------------------------------
+    def reset(self) -> VecEnvObs:
+        deadline = time.monotonic() + self.timeout
+        futures = []
+        for w in self.workers:
+            seeds = self._seeds[w.offset:w.offset + w.num_envs]
+            options = self._options[w.offset:w.offset + w.num_envs]
+            if any(o != options[0] for o in options):
+                raise NotImplementedError(f"sim worker {w.name}: per-env reset options differ within one worker")
+            request = EnvReset.Request(
+                seeds=[int(s) for s in seeds] if all(s is not None for s in seeds) else [],
+                options_json=json.dumps(conv.to_jsonable(options[0])) if options[0] else "",
+            )
+            futures.append((w, w.reset_client.call_async(request)))
+        parts = []
+        for w, f in futures:
+            response = _wait(w, w.reset_client, f, deadline, "reset")
+            if not response.success:
+                raise WorkerError(f"sim worker {w.name}: reset refused: {response.message}")
+            parts.append(conv.msg_to_batch(response.batch, self.observation_space))
+        self._reset_seeds()
+        self._reset_options()
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        return conv.concat_obs(parts)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
+        for w in self.workers:
+            rows = actions[w.offset:w.offset + w.num_envs]
+            request = EnvStep.Request(actions=np.ascontiguousarray(rows).ravel(), action_dim=rows.shape[1])
+            w.pending = w.step_client.call_async(request)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        deadline = time.monotonic() + self.timeout
+        parts, rews, dones, infos = [], [], [], []
+        for w in self.workers:
+            future, w.pending = w.pending, None
+            if future is None:
+                raise RuntimeError("step_wait() without step_async()")
+            response = _wait(w, w.step_client, future, deadline, "step")
+            if not response.success:
+                raise WorkerError(f"sim worker {w.name}: step refused: {response.message}")
+            parts.append(conv.msg_to_batch(response.batch, self.observation_space))
+            rews.append(np.frombuffer(response.rewards, dtype=np.float32))
+            dones.append(np.logical_or(np.asarray(response.terminated, dtype=bool),
+                                       np.asarray(response.truncated, dtype=bool)))
+            infos.extend(conv.infos_from_json(response.infos_json, self.observation_space))
+        return conv.concat_obs(parts), np.concatenate(rews).copy(), np.concatenate(dones), infos
+
+    def close(self) -> None:
+        node = getattr(self, "node", None)
+        if node is not None:
+            for w in getattr(self, "workers", []):
+                for client in w.clients():
+                    node.destroy_client(client)
+        if self._own is not None:
+            context, executor, thread = self._own
+            self._own = None
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+            thread.join(timeout=5.0)
+
+    # --- attributes and methods (local; nothing here goes over ROS) -------------------------
+    _ATTRS = ("render_mode", "reward_type", "distance_threshold", "deploy_spec", "env_id", "control_hz")
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        if attr_name not in self._ATTRS:
+            raise AttributeError(f"RosVecEnv: attribute {attr_name!r} of remote envs is not available "
+                                 f"(known: {', '.join(self._ATTRS)})")
+        value = getattr(self, attr_name, None)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        raise AttributeError(f"RosVecEnv: cannot set {attr_name!r} on remote envs")
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, _info: Any = None) -> np.ndarray:
+        if self.reward_type is None or self.distance_threshold is None:
+            raise ValueError(f"{self.env_id}: the sim's spec has no reward_type/distance_threshold; "
+                             "cannot compute rewards locally (HER)")
+        return rewards.compute_reward(achieved_goal, desired_goal, self.reward_type, float(self.distance_threshold))
+
+    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None,
+                   **method_kwargs: Any) -> list[Any]:
+        if method_name == "compute_reward":
+            value = self.compute_reward(*method_args, **method_kwargs)
+            return [value for _ in self._get_indices(indices)]
+        raise AttributeError(f"RosVecEnv: method {method_name!r} of remote envs is not available")
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self) -> list[None]:
+        return [None for _ in range(self.num_envs)]
+
+    def workers_alive(self) -> list[bool]:
+        """Whether each worker's step service is currently discoverable (cheap graph query)."""
+        return [w.step_client.service_is_ready() for w in self.workers]
+
+    @property
+    def worker_names(self) -> list[str]:
+        return [w.name for w in self.workers]
