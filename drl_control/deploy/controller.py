@@ -105,7 +105,15 @@ class StepResult:
 class PolicyController:
     """Latest joint state + goal -> policy action -> joint target -> safety decision."""
 
-    def __init__(self, policy: Any, safety: SafetyConfig | None = None, robot: RobotSpec | None = None) -> None:
+    def __init__(
+        self,
+        policy: Any,
+        safety: SafetyConfig | None = None,
+        robot: RobotSpec | None = None,
+        rate_hz: float | None = None,
+    ) -> None:
+        """`rate_hz` is the tick rate (default: the artifact's control rate); the safety timings
+        follow it, the action law keeps the trained rate's semantics."""
         self.policy = policy
         self.spec = dict(policy.spec)
         self.robot = robot or iiwa14()
@@ -115,7 +123,8 @@ class PolicyController:
         self.control_hz = float(self.spec["control_hz"])
         self.obs = ObservationBuilder(self.spec)
         self.law = ActionLaw(self.spec)
-        cfg = (safety or SafetyConfig()).with_rate(self.control_hz)
+        self.rate_hz = float(rate_hz) if rate_hz else self.control_hz
+        cfg = (safety or SafetyConfig()).with_rate(self.rate_hz)
         self.safety = SafetyFilter(cfg, self.robot)
         ik = self.spec["action"].get("ik") or {}
         # Goals: inside the TCP box the policy was trained in, intersected with the flange box.
