@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import SingleThreadedExecutor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
@@ -32,11 +33,11 @@ class WorkerError(RuntimeError):
 
 
 class _Worker:
-    def __init__(self, node: Any, worker: str) -> None:
+    def __init__(self, node: Any, worker: str, group: Any = None) -> None:
         self.name = worker
-        self.spec_client = node.create_client(EnvSpec, names.sim_service(worker, names.SPEC))
-        self.reset_client = node.create_client(EnvReset, names.sim_service(worker, names.RESET))
-        self.step_client = node.create_client(EnvStep, names.sim_service(worker, names.STEP))
+        self.spec_client = node.create_client(EnvSpec, names.sim_service(worker, names.SPEC), callback_group=group)
+        self.reset_client = node.create_client(EnvReset, names.sim_service(worker, names.RESET), callback_group=group)
+        self.step_client = node.create_client(EnvStep, names.sim_service(worker, names.STEP), callback_group=group)
         self.num_envs = 0
         self.offset = 0
         self.pending: Any = None
@@ -60,27 +61,34 @@ def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str)
 class RosVecEnv(VecEnv):
     """SB3 VecEnv whose envs live in sim_node processes, reached over ROS 2 services.
 
-    `node`: an rclpy node spun by someone else's executor (the learner_node's); without one the
-    VecEnv makes its own context, node and executor thread (domain from ROS_DOMAIN_ID).
+    `node`: an rclpy node spun by someone else's executor, whose clients then live in a reentrant
+    callback group. Without one, the VecEnv makes its own node (`node_name`) in `context` (or in a
+    context of its own, domain from ROS_DOMAIN_ID) and spins it in its own executor thread, which
+    keeps the step round trips off a busy executor (the learner_node's action server).
     """
 
-    def __init__(self, workers: Sequence[str], node: Any = None, *, timeout: float = 30.0,
-                 connect_timeout: float = 30.0) -> None:
+    def __init__(self, workers: Sequence[str], node: Any = None, *, context: Any = None,
+                 node_name: str = "ros_vec_env", timeout: float = 30.0, connect_timeout: float = 30.0) -> None:
         if not workers:
             raise ValueError("RosVecEnv needs at least one sim worker namespace")
         self.timeout = float(timeout)
-        self._own: tuple[Any, Any, threading.Thread] | None = None
+        self._own: tuple[Any, Any, threading.Thread, bool] | None = None
+        group = None
         if node is None:
-            context = rclpy.Context()
-            rclpy.init(context=context)
-            node = rclpy.create_node("ros_vec_env", context=context)
+            own_context = context is None
+            if own_context:
+                context = rclpy.Context()
+                rclpy.init(context=context)
+            node = rclpy.create_node(node_name, context=context)
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
-            thread = threading.Thread(target=executor.spin, daemon=True, name="ros_vec_env")
+            thread = threading.Thread(target=executor.spin, daemon=True, name=node_name)
             thread.start()
-            self._own = (context, executor, thread)
+            self._own = (context, executor, thread, own_context)
+        else:
+            group = ReentrantCallbackGroup()
         self.node = node
-        self.workers = [_Worker(node, w) for w in workers]
+        self.workers = [_Worker(node, w, group) for w in workers]
         if len({w.step_client.srv_name for w in self.workers}) != len(self.workers):
             raise ValueError(f"duplicate sim workers in {list(workers)}")
         try:
@@ -176,11 +184,12 @@ class RosVecEnv(VecEnv):
                 for client in w.clients():
                     node.destroy_client(client)
         if self._own is not None:
-            context, executor, thread = self._own
+            context, executor, thread, own_context = self._own
             self._own = None
             executor.shutdown()
             node.destroy_node()
-            rclpy.try_shutdown(context=context)
+            if own_context:
+                rclpy.try_shutdown(context=context)
             thread.join(timeout=5.0)
 
     # --- attributes and methods (local; nothing here goes over ROS) -------------------------
