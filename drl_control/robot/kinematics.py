@@ -50,8 +50,13 @@ def jacobian(q: np.ndarray, tool_offset: float = 0.0) -> np.ndarray:
 
 
 def _rotation_error(current: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Axis-angle-like error (small-angle) that rotates `current` onto `target`."""
-    return 0.5 * sum(np.cross(current[:, i], target[:, i]) for i in range(3))
+    """Axis-angle-like error (small-angle) that rotates `current` onto `target`.
+
+    Equals 0.5 * sum_i current[:, i] x target[:, i], written via the skew part of target @ current.T
+    because np.cross is slow for one vector and this runs every control step.
+    """
+    m = target @ current.T
+    return 0.5 * np.array([m[2, 1] - m[1, 2], m[0, 2] - m[2, 0], m[1, 0] - m[0, 1]])
 
 
 def inverse(
@@ -113,11 +118,11 @@ def dls_step(
     This is the end-effector control law of both the simulator and the deployed controller;
     `jac` comes from PyBullet in the sim and from `jacobian()` on the robot (they agree).
     """
+    # With pull p: dq = J+ e + (I - J+ J) p = J+ (e - J p) + p, one solve instead of a pseudo-inverse.
+    pull = nullspace_gain * (q_rest - q) if (q_rest is not None and nullspace_gain) else None
     jjt = jac @ jac.T
-    jjt[np.diag_indices_from(jjt)] += damping * damping
-    pinv = jac.T @ np.linalg.inv(jjt)
-    dq = pinv @ error
-    if q_rest is not None and nullspace_gain:
-        pull = nullspace_gain * (q_rest - q)
-        dq += pull - pinv @ (jac @ pull)
+    jjt.flat[:: jjt.shape[0] + 1] += damping * damping
+    if pull is None:
+        return jac.T @ np.linalg.solve(jjt, error)
+    dq = jac.T @ np.linalg.solve(jjt, error - jac @ pull) + pull
     return dq

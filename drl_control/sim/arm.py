@@ -66,6 +66,10 @@ class Arm:
         self.tcp_link = links["tool_tip" if self.config.tool else self.spec.flange_link]
         self.tool_offset = tool_tip_offset(self.config.tool)
         self.has_gripper = bool(self.finger_ids)
+        self._arm_cols = [self.movable_ids.index(j) for j in self.joint_ids]
+        self._finger_cols = [self.movable_ids.index(j) for j in self.finger_ids]
+        self._cached_at = -1
+        self._cache: tuple = ()
         self.lower = self.spec.lower + self.config.limit_margin
         self.upper = self.spec.upper - self.config.limit_margin
         self._zeros = [0.0] * len(self.movable_ids)
@@ -78,12 +82,6 @@ class Arm:
         if self.has_gripper:
             for link in self.finger_ids:
                 self.client.changeDynamics(self.body, link, lateralFriction=2.0, spinningFriction=0.01)
-            # Couple the jaws so a grasped object stays centred (two saturated position motors
-            # alone leave the pair free to drift sideways together).
-            gear = self.client.createConstraint(
-                self.body, self.finger_ids[0], self.body, self.finger_ids[1], p.JOINT_GEAR, [0, 1, 0], [0, 0, 0], [0, 0, 0]
-            )
-            self.client.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=100)
 
     # --- state -----------------------------------------------------------------------------
     def reset(self, q: np.ndarray | None = None, finger_opening: float = FINGER_MAX_OPENING) -> None:
@@ -94,21 +92,39 @@ class Arm:
             self.client.resetJointState(self.body, joint, finger_opening, 0.0)
         self.set_joint_targets(q)
         self.set_fingers(finger_opening)
+        self.world.touch()
+
+    def _state(self) -> tuple:
+        """Joint and TCP state, read from PyBullet once per physics state (reads are per-step overhead)."""
+        if self._cached_at != self.world.generation:
+            states = self.client.getJointStates(self.body, self.movable_ids)
+            all_q = [st[0] for st in states]
+            link = self.client.getLinkState(
+                self.body, self.tcp_link, computeLinkVelocity=1, computeForwardKinematics=1
+            )
+            rotation = np.array(self.client.getMatrixFromQuaternion(link[5])).reshape(3, 3)
+            self._cache = (
+                all_q,
+                np.array([all_q[i] for i in self._arm_cols]),
+                np.array([states[i][1] for i in self._arm_cols]),
+                sum(all_q[i] for i in self._finger_cols),
+                (np.array(link[4]), np.array(link[6]), rotation),
+            )
+            self._cached_at = self.world.generation
+        return self._cache
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
-        states = self.client.getJointStates(self.body, self.joint_ids)
-        return np.array([s[0] for s in states]), np.array([s[1] for s in states])
+        _, q, qd, _, _ = self._state()
+        return q.copy(), qd.copy()
 
     def tcp_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """TCP position, linear velocity and 3x3 orientation in the base frame."""
-        link = self.client.getLinkState(self.body, self.tcp_link, computeLinkVelocity=1, computeForwardKinematics=1)
-        rotation = np.array(self.client.getMatrixFromQuaternion(link[5])).reshape(3, 3)
-        return np.array(link[4]), np.array(link[6]), rotation
+        pos, vel, rotation = self._state()[4]
+        return pos.copy(), vel.copy(), rotation.copy()
 
     def finger_opening(self) -> float:
-        if not self.has_gripper:
-            return 0.0
-        return float(sum(s[0] for s in self.client.getJointStates(self.body, self.finger_ids)))
+        """Distance between the jaws (0 without a gripper)."""
+        return float(self._state()[3])
 
     def observation_layout(self) -> list[tuple[str, int]]:
         layout = [("tcp_pos", 3), ("tcp_vel", 3)]
@@ -143,10 +159,9 @@ class Arm:
 
     def joint_targets_for_tcp(self, q: np.ndarray, tcp_target: np.ndarray) -> np.ndarray:
         """One DLS step from `q` towards `tcp_target` (and the tool-down orientation, if kept)."""
-        pos, _, rotation = self.tcp_state()
-        all_q = [s[0] for s in self.client.getJointStates(self.body, self.movable_ids)]
+        all_q, _, _, _, (pos, _, rotation) = self._state()
         lin, ang = self.client.calculateJacobian(self.body, self.tcp_link, [0, 0, 0], all_q, self._zeros, self._zeros)
-        cols = [self.movable_ids.index(j) for j in self.joint_ids]
+        cols = self._arm_cols
         if self.target_rotation is None:
             jac = np.asarray(lin)[:, cols]
             error = tcp_target - pos

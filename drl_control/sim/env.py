@@ -13,7 +13,7 @@ from drl_control.robot.description import parse_urdf_joints
 from drl_control.robot.tools import composed_urdf_path
 from drl_control.sim.arm import Arm, ArmConfig
 from drl_control.sim.randomization import Randomization, Randomizer
-from drl_control.sim.rewards import REWARD_TYPES
+from drl_control.sim.rewards import REWARD_TYPES, goal_distance, reward_from_distance
 from drl_control.sim.tasks import TASK_CLASSES, ObjectTask
 from drl_control.sim.world import World, WorldConfig
 
@@ -156,9 +156,9 @@ class IiwaGoalEnv(gym.Env):
 
     def step(self, action):
         action = np.asarray(action, dtype=np.float32).reshape(self.action_space.shape)
-        if not np.all(np.isfinite(action)):
+        if not np.isfinite(action).all():
             raise ValueError(f"action must be finite, got {action.tolist()}")
-        action = np.clip(action, -1.0, 1.0)
+        action = np.minimum(np.maximum(action, -1.0), 1.0)
         applied = self.randomizer.delay(action, self._last_action)
         self._last_action = applied
         self.arm.apply_action(applied)
@@ -170,12 +170,13 @@ class IiwaGoalEnv(gym.Env):
                 )
         self.world.step(self.randomizer.substeps(self.np_random, self.world.substeps), friction)
         obs = self._get_obs()
-        if not (np.all(np.isfinite(obs["observation"])) and self.task.state_is_finite()):
+        # The observation holds the TCP and any object position, so this covers a physics blow-up.
+        if not np.isfinite(obs["observation"]).all():
             log.warning("physics blow-up: non-finite simulator state, truncating the episode")
             return self._safe_obs(obs), -1.0, False, True, {"is_success": False, "physics_error": True}
-        success = bool(self.task.is_success(obs["achieved_goal"], obs["desired_goal"]))
-        reward = float(self.task.compute_reward(obs["achieved_goal"], obs["desired_goal"], self.reward_type))
-        return obs, reward, False, False, {"is_success": success}
+        distance = float(goal_distance(obs["achieved_goal"], obs["desired_goal"]))
+        reward = float(reward_from_distance(distance, self.reward_type, self.task.distance_threshold))
+        return obs, reward, False, False, {"is_success": distance < self.task.distance_threshold}
 
     @staticmethod
     def _safe_obs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -22,7 +22,11 @@ def compute_reward(
     achieved_goal: np.ndarray, desired_goal: np.ndarray, reward_type: str, threshold: float
 ) -> np.ndarray:
     """Sparse: -1 until within `threshold`, then 0. Dense: minus the distance."""
-    d = goal_distance(achieved_goal, desired_goal)
+    return reward_from_distance(goal_distance(achieved_goal, desired_goal), reward_type, threshold)
+
+
+def reward_from_distance(d: np.ndarray | float, reward_type: str, threshold: float) -> np.ndarray:
+    d = np.asarray(d)
     if reward_type == "sparse":
         return -(d >= threshold).astype(np.float32)
     if reward_type == "dense":

@@ -46,9 +46,6 @@ class Task:
     def achieved_goal(self) -> np.ndarray:
         raise NotImplementedError
 
-    def state_is_finite(self) -> bool:
-        return True
-
     def _place_goal_marker(self) -> None:
         self.world.set_base_pose(self.goal_marker, self.goal)
 
@@ -123,9 +120,6 @@ class ObjectTask(Task):
 
     def achieved_goal(self) -> np.ndarray:
         return self.world.base_pose(self.object)[0]
-
-    def state_is_finite(self) -> bool:
-        return bool(np.all(np.isfinite(self.achieved_goal())))
 
 
 class Push(ObjectTask):

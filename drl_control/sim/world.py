@@ -72,11 +72,12 @@ class World:
         self.config = config or WorldConfig()
         self.client = PhysicsClient(p.GUI if self.config.gui else p.DIRECT)
         self.client.setGravity(0, 0, self.config.gravity)
-        self.client.setPhysicsEngineParameter(
-            fixedTimeStep=self.config.physics_dt, numSubSteps=0, deterministicOverlappingPairs=1
-        )
+        self.client.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
+        self._internal_substeps = 0
+        self._set_internal_substeps(1)
         self.substeps = self.config.substeps
         self.time = 0.0
+        self.generation = 0  # bumped whenever the physics state changes; readers cache against it
         self._ground = self._make_ground()
 
     def _make_ground(self) -> int:
@@ -88,14 +89,32 @@ class World:
         return self.client.createMultiBody(0, shape, visual, basePosition=[0, 0, -0.05])
 
     def step(self, substeps: int | None = None, before_substep: Callable[[], None] | None = None) -> None:
-        """Advance one control period (or `substeps` physics steps, for control-period jitter)."""
+        """Advance one control period (or `substeps` physics steps, for control-period jitter).
+
+        Without a per-substep hook, PyBullet runs all substeps inside one stepSimulation call
+        (numSubSteps), which saves a Python round trip per physics step.
+        """
         n = self.substeps if substeps is None else substeps
-        step = self.client.stepSimulation
-        for _ in range(n):
-            if before_substep is not None:
+        if before_substep is None:
+            self._set_internal_substeps(n)
+            self.client.stepSimulation()
+        else:
+            self._set_internal_substeps(1)
+            step = self.client.stepSimulation
+            for _ in range(n):
                 before_substep()
-            step()
+                step()
         self.time += n * self.config.physics_dt
+        self.generation += 1
+
+    def _set_internal_substeps(self, n: int) -> None:
+        if n != self._internal_substeps:
+            self.client.setPhysicsEngineParameter(fixedTimeStep=n * self.config.physics_dt, numSubSteps=n)
+            self._internal_substeps = n
+
+    def touch(self) -> None:
+        """Note a state change made outside `step` (a reset), so cached reads are refreshed."""
+        self.generation += 1
 
     def create_box(
         self,
