@@ -64,8 +64,6 @@ def _make(env_id: str):
     def thunk():
         if env_id.startswith("Panda"):
             import panda_gym  # noqa: F401
-        import drl_control  # noqa: F401
-
         return gym.make(env_id)
 
     return thunk
