@@ -96,8 +96,7 @@ class ControllerNode(Node):
         self.create_service(SetBool, names.ENABLE, self._on_enable)
 
         if artifact:
-            ok, message = self.load(artifact)
-            (self.get_logger().info if ok else self.get_logger().error)(message)
+            self._report(*self.load(artifact))
         else:
             self._restart_timer(IDLE_RATE)
         if len(goal) == 3:
@@ -170,8 +169,7 @@ class ControllerNode(Node):
             self.get_logger().warning(f"goal rejected: frame {frame!r} is not {names.BASE_FRAME!r} (no tf here)")
             return
         ok, message = self.set_goal(np.array([msg.point.x, msg.point.y, msg.point.z]))
-        (self.get_logger().info if ok else self.get_logger().warning)(f"goal {'accepted' if ok else 'rejected'}: "
-                                                                     f"{message}")
+        self._report(ok, f"goal {'accepted' if ok else 'rejected'}: {message}")
 
     def _on_set_goal(self, request: SetGoal.Request, response: SetGoal.Response) -> SetGoal.Response:
         ok, message = self.set_goal(np.array([request.goal.x, request.goal.y, request.goal.z]))
@@ -180,7 +178,7 @@ class ControllerNode(Node):
 
     def _on_load_policy(self, request: LoadPolicy.Request, response: LoadPolicy.Response) -> LoadPolicy.Response:
         ok, message = self.load(request.artifact_dir)
-        (self.get_logger().info if ok else self.get_logger().error)(message)
+        self._report(ok, message)
         response.success, response.message = ok, message
         return response
 
@@ -196,12 +194,21 @@ class ControllerNode(Node):
         return response
 
     # --- the tick ----------------------------------------------------------------------------
+    def _report(self, ok: bool, message: str) -> None:
+        # rclpy refuses one call site logging at two severities: one site per severity
+        if ok:
+            self.get_logger().info(message)
+        else:
+            self.get_logger().warning(message)
+
     def _log_reason(self, reason: str, holding: bool = True) -> None:
         """Log a reason once per change: holds as warnings, adjustments (clamp, speed) as debug."""
         if reason != self._last_reason:
             self._last_reason = reason
-            if reason:
-                (self.get_logger().warning if holding else self.get_logger().debug)(reason)
+            if reason and holding:
+                self.get_logger().warning(reason)
+            elif reason:
+                self.get_logger().debug(reason)
 
     def _tick(self) -> None:
         now = time.monotonic()
