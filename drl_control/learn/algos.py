@@ -81,6 +81,7 @@ def policy_spec(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
         "net_arch": p.get("net_arch", [64, 64]),
         "activation_fn": ACTIVATION_CLASSES[p.get("activation", "relu")],
         "spectral_norm": p.get("spectral_norm", "none"),
+        "spectral_norm_iterations": p.get("spectral_norm_iterations", 5),
     }
     if algo in OFF_POLICY:
         kwargs["n_critics"] = p.get("n_critics", 1 if algo == "ddpg" else 2)
@@ -97,7 +98,7 @@ def build_model(cfg: Mapping[str, Any], venv: Any, tensorboard_log: str | None =
     from stable_baselines3 import HerReplayBuffer
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
-    from drl_control.learn.spectral import sync_target_buffers
+    from drl_control.learn.spectral import finalize_spectral_norm
 
     algo = cfg["algo"]
     if not isinstance(venv.observation_space, gym.spaces.Dict):
@@ -131,7 +132,7 @@ def build_model(cfg: Mapping[str, Any], venv: Any, tensorboard_log: str | None =
         tensorboard_log=tensorboard_log,
         **kwargs,
     )
-    sync_target_buffers(model)
+    finalize_spectral_norm(model)
     return model
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import time
 import warnings
@@ -206,7 +207,8 @@ def restore_checkpoint(model: Any, ckpt: str | Path, normalizer: Any = None, rep
         params: dict[str, Any] = {"policy": load_file(ckpt / "policy.safetensors")}
         params.update(torch.load(ckpt / "optimizers.pt", weights_only=True))
         variables = load_file(ckpt / "variables.safetensors")
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+        # weights_only=True refuses anything but tensors/containers: a file that tries to run code lands here
         raise CheckpointError(f"{ckpt}: unreadable checkpoint: {exc}") from exc
     try:
         model.set_parameters(params, exact_match=True)

@@ -108,6 +108,7 @@ _SECTIONS: dict[str, dict[str, Callable[[str, Any], None]]] = {
         "activation": _one_of(ACTIVATIONS),
         "n_critics": _positive_int,
         "spectral_norm": _one_of(SPECTRAL_NORM),
+        "spectral_norm_iterations": _positive_int,
         "log_std_init": _number,
         "ortho_init": _boolean,
     },

@@ -6,7 +6,7 @@ before SB3 creates the optimizers and copies online nets into target nets, so th
   - target nets have the same parametrization and `load_state_dict` copies it,
   - SB3's `polyak_update(critic.parameters(), critic_target.parameters())` averages the raw weights.
 What SB3 does not know: the power-iteration vectors `_u`/`_v` are buffers, and target nets run in
-eval mode (no power iteration), so their σ estimate would go stale. `sync_target_buffers` adds them
+eval mode (no power iteration), so their σ estimate would go stale. `finalize_spectral_norm` adds them
 to SB3's list of buffers that are hard-copied online → target after every polyak update (the list
 SB3 already keeps for BatchNorm's running stats).
 """
@@ -31,11 +31,11 @@ def _hidden_linears(seq: nn.Module, include_last: bool) -> list[nn.Linear]:
     return linears if include_last else linears[:-1]
 
 
-def apply_spectral_norm(seq: nn.Module, include_last: bool = False) -> list[nn.Linear]:
+def apply_spectral_norm(seq: nn.Module, include_last: bool = False, n_power_iterations: int = 1) -> list[nn.Linear]:
     """Parametrize the hidden Linear layers of `seq` (all but the output layer unless include_last)."""
     layers = _hidden_linears(seq, include_last)
     for layer in layers:
-        spectral_norm(layer)
+        spectral_norm(layer, n_power_iterations=n_power_iterations)
     return layers
 
 
@@ -54,8 +54,10 @@ def _wants(mode: str, part: str) -> bool:
 class SNSACPolicy(SACMultiInputPolicy):
     """SAC MultiInputPolicy with optional spectral norm of actor (latent_pi) / critic hidden layers."""
 
-    def __init__(self, *args: Any, spectral_norm: str = "none", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, spectral_norm: str = "none", spectral_norm_iterations: int = 5,
+                 **kwargs: Any) -> None:
         self.spectral_norm = spectral_norm
+        self.sn_iterations = spectral_norm_iterations
         super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor: Any = None) -> Any:
@@ -76,8 +78,10 @@ class SNSACPolicy(SACMultiInputPolicy):
 class SNTD3Policy(TD3MultiInputPolicy):
     """TD3/DDPG MultiInputPolicy with optional spectral norm of actor / critic hidden layers."""
 
-    def __init__(self, *args: Any, spectral_norm: str = "none", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, spectral_norm: str = "none", spectral_norm_iterations: int = 5,
+                 **kwargs: Any) -> None:
         self.spectral_norm = spectral_norm
+        self.sn_iterations = spectral_norm_iterations
         super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor: Any = None) -> Any:
@@ -97,8 +101,10 @@ class SNTD3Policy(TD3MultiInputPolicy):
 class SNPPOPolicy(PPOMultiInputPolicy):
     """PPO MultiInputPolicy with optional spectral norm of the policy (actor) / value (critic) MLPs."""
 
-    def __init__(self, *args: Any, spectral_norm: str = "none", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, spectral_norm: str = "none", spectral_norm_iterations: int = 5,
+                 **kwargs: Any) -> None:
         self.spectral_norm = spectral_norm
+        self.sn_iterations = spectral_norm_iterations
         super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
@@ -116,8 +122,30 @@ class SNPPOPolicy(PPOMultiInputPolicy):
             self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 
-def sync_target_buffers(model: Any) -> None:
-    """Make SB3 hard-copy spectral-norm buffers online → target after each polyak update."""
+def _refresh_hook(layers: list[nn.Linear], iterations: int) -> Any:
+    @torch.no_grad()
+    def hook(_optimizer: Any, _args: Any, _kwargs: Any) -> None:
+        for layer in layers:
+            was_training = layer.training
+            layer.train()
+            for _ in range(iterations):
+                _ = layer.weight  # training-mode access runs one power iteration on the new weights
+            layer.train(was_training)
+
+    return hook
+
+
+def finalize_spectral_norm(model: Any) -> None:
+    """Call once after building an SB3 model whose policy may carry spectral norm.
+
+    1. SB3's target-net buffer copy (kept for BatchNorm) also copies the power-iteration vectors.
+    2. After every optimizer step, `policy.spectral_norm_iterations` power iterations (default 5)
+       re-estimate σ of the *updated* weights. With only Miyato et al.'s one iteration per forward,
+       the normalized σ measured 1.05–1.09 after a few hundred TD3/SAC steps here (an Adam step
+       moves every entry by ~lr, and the top singular vectors of a 64×64 layer are close, so one
+       warm-started iteration does not keep up); with 3 iterations up to 1.03, with 8 within 1.01.
+       The extra matvecs cost little next to a batch-256 forward pass.
+    """
     pairs = [
         ("batch_norm_stats", "critic", "batch_norm_stats_target", "critic_target"),  # SAC
         ("critic_batch_norm_stats", "critic", "critic_batch_norm_stats_target", "critic_target"),  # TD3
@@ -127,6 +155,12 @@ def sync_target_buffers(model: Any) -> None:
         if hasattr(model, online_attr):
             setattr(model, online_attr, get_parameters_by_name(getattr(model, online_net), SN_BUFFERS))
             setattr(model, target_attr, get_parameters_by_name(getattr(model, target_net), SN_BUFFERS))
+    nets = [model.policy] if not hasattr(model, "actor") else [model.actor, model.critic]
+    for net in nets:
+        layers = spectral_normalized_layers(net)
+        optimizer = getattr(net, "optimizer", None)
+        if layers and optimizer is not None:
+            optimizer.register_step_post_hook(_refresh_hook(layers, int(model.policy.sn_iterations)))
 
 
 @torch.no_grad()
