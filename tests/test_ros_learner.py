@@ -1,0 +1,94 @@
+"""learner_node over two sim_node workers: the ~/train action end to end, and its cancel.
+
+Three processes (two sim workers of one env each, the learner) on a private ROS domain; this test
+is the action client, as `ros2 action send_goal` would be.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+from ros_util import NodeProcess, RosClient, domain_id, sim_node, wait_future, wait_until
+
+rclpy = pytest.importorskip("rclpy")
+
+from action_msgs.msg import GoalStatus
+from rclpy.action import ActionClient
+
+from drl_control.ros import names
+from drl_control_interfaces.action import Train
+from drl_control_interfaces.msg import LearnerStatus
+
+DOMAIN = domain_id(67)
+QUICK = ["algorithm.learning_starts=100", "eval.episodes=2", "train.progress_every=100"]
+
+
+@pytest.fixture(scope="module")
+def learner(tmp_path_factory):
+    run_root = tmp_path_factory.mktemp("runs")
+    procs = [sim_node(DOMAIN, "/w0", seed=0), sim_node(DOMAIN, "/w1", seed=1),
+             NodeProcess("drl_control.ros.learner_node", DOMAIN,
+                         ["-p", "workers:=['/w0', '/w1']", "-p", f"run_root:={run_root}", "-p", "status_rate:=5.0"])]
+    client = RosClient(DOMAIN, "test_ros_learner")
+    status: list[LearnerStatus] = []
+    client.node.create_subscription(LearnerStatus, "/learner_node/status", status.append, 10)
+    action = ActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+    try:
+        assert action.wait_for_server(timeout_sec=30), procs[2].log()
+        yield action, status, run_root, procs
+    finally:
+        action.destroy()
+        client.close()
+        codes = [p.stop() for p in procs]
+        assert codes == [0, 0, 0], "\n".join(p.log()[-2000:] for p in procs)
+
+
+def test_train_gives_feedback_run_dir_and_artifact(learner, tmp_path):
+    action, status, _, _ = learner
+    feedback = []
+    goal = Train.Goal(algorithm="sac", env_id="DrlControl/IiwaReach-v0", timesteps=300, seed=3,
+                      run_dir=str(tmp_path / "run"), overrides=QUICK)
+    handle = wait_future(action.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback)), 30)
+    assert handle.accepted
+    wrapped = wait_future(handle.get_result_async(), 120)
+    assert wrapped.status == GoalStatus.STATUS_SUCCEEDED, wrapped.result.message
+    result = wrapped.result
+    assert result.success and result.run_dir == str(tmp_path / "run")
+    assert (tmp_path / "run" / "episodes.csv").is_file() and (tmp_path / "run" / "eval.json").is_file()
+    assert result.artifact_dir and (tmp_path / "run" / "artifact" / "policy.json").is_file()
+    meta = json.loads((tmp_path / "run" / "artifact" / "policy.json").read_text())
+    assert meta["training"]["config"]["n_envs"] == 2  # one env on each worker
+    assert 0.0 <= result.success_rate <= 1.0
+    wait_until(lambda: len(feedback) >= 3, 5.0, what="feedback")
+    assert [f.timesteps for f in feedback] == sorted(f.timesteps for f in feedback)
+    assert feedback[-1].timesteps == 300 and feedback[-1].env_steps_per_second > 0
+    assert not math.isnan(feedback[-1].mean_return)
+    wait_until(lambda: any(s.state == "training" for s in status), 5.0, what="a 'training' status")
+    last = status[-1]
+    assert list(last.workers) == ["/w0", "/w1"] and list(last.workers_alive) == [True, True]
+
+
+def test_cancel_checkpoints_and_stops(learner, tmp_path):
+    action, status, _, procs = learner
+    feedback = []
+    goal = Train.Goal(algorithm="sac", timesteps=1_000_000, seed=-1, run_dir=str(tmp_path / "c"), overrides=QUICK)
+    handle = wait_future(action.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback)), 30)
+    assert handle.accepted
+    wait_until(lambda: len(feedback) >= 2, 60.0, what="training feedback")
+    t0 = time.monotonic()
+    wait_future(handle.cancel_goal_async())
+    wrapped = wait_future(handle.get_result_async(), 30)
+    assert wrapped.status == GoalStatus.STATUS_CANCELED
+    assert time.monotonic() - t0 < 10.0
+    result = wrapped.result
+    assert not result.success and "cancelled" in result.message and result.artifact_dir == ""
+    latest = (tmp_path / "c" / "checkpoints" / "LATEST").read_text().strip()
+    assert (tmp_path / "c" / "checkpoints" / latest).is_dir()
+    wait_until(lambda: status and status[-1].state == "cancelled", 5.0, what="'cancelled' status")
+    assert all(p.alive() for p in procs)
+    # The learner takes the next goal after a cancel.
+    handle = wait_future(action.send_goal_async(Train.Goal(algorithm="nope", timesteps=10)), 30)
+    assert not handle.accepted
