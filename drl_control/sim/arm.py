@@ -95,7 +95,10 @@ class Arm:
         self.world.touch()
 
     def _state(self) -> tuple:
-        """Joint and TCP state, read from PyBullet once per physics state (reads are per-step overhead)."""
+        """Joint and TCP state, read from PyBullet once per physics state (reads are per-step overhead).
+
+        The arrays handed out are read-only views of this cache.
+        """
         if self._cached_at != self.world.generation:
             states = self.client.getJointStates(self.body, self.movable_ids)
             all_q = [st[0] for st in states]
@@ -103,24 +106,27 @@ class Arm:
                 self.body, self.tcp_link, computeLinkVelocity=1, computeForwardKinematics=1
             )
             rotation = np.array(self.client.getMatrixFromQuaternion(link[5])).reshape(3, 3)
-            self._cache = (
-                all_q,
+            arrays = (
                 np.array([all_q[i] for i in self._arm_cols]),
                 np.array([states[i][1] for i in self._arm_cols]),
-                sum(all_q[i] for i in self._finger_cols),
-                (np.array(link[4]), np.array(link[6]), rotation),
+                np.array(link[4]),
+                np.array(link[6]),
+                rotation,
             )
+            for array in arrays:  # shared with callers: read-only instead of a copy per call
+                array.flags.writeable = False
+            q, qd, pos, vel, rot = arrays
+            self._cache = (all_q, q, qd, sum(all_q[i] for i in self._finger_cols), (pos, vel, rot))
             self._cached_at = self.world.generation
         return self._cache
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray]:
         _, q, qd, _, _ = self._state()
-        return q.copy(), qd.copy()
+        return q, qd
 
     def tcp_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """TCP position, linear velocity and 3x3 orientation in the base frame."""
-        pos, vel, rotation = self._state()[4]
-        return pos.copy(), vel.copy(), rotation.copy()
+        return self._state()[4]
 
     def finger_opening(self) -> float:
         """Distance between the jaws (0 without a gripper)."""
@@ -145,7 +151,7 @@ class Arm:
 
     # --- commands ----------------------------------------------------------------------------
     def set_joint_targets(self, q_target: np.ndarray) -> None:
-        q_target = np.clip(q_target, self.lower, self.upper)
+        q_target = np.minimum(np.maximum(q_target, self.lower), self.upper)
         self.client.setJointMotorControlArray(
             self.body, self.joint_ids, p.POSITION_CONTROL, targetPositions=q_target.tolist(), forces=self._effort
         )
@@ -182,7 +188,7 @@ class Arm:
         q, _ = self.joint_state()
         if self.config.control == "ee":
             pos, _, _ = self.tcp_state()
-            target = np.clip(pos + action[:3] * self.config.ee_step, self._ws_low, self._ws_high)
+            target = np.minimum(np.maximum(pos + action[:3] * self.config.ee_step, self._ws_low), self._ws_high)
             q_target = self.limit_speed(q, self.joint_targets_for_tcp(q, target))
         else:
             q_target = q + action[: self.spec.n_joints] * self._max_step

@@ -81,6 +81,7 @@ class ObjectTask(Task):
     def __init__(self, world: World, arm: Arm, distance_threshold: float = 0.05) -> None:
         super().__init__(world, arm, distance_threshold)
         half = np.full(3, OBJECT_HALF)
+        self._cached_at = -1
         self.object = self._make_object(np.array([*TABLE_CENTRE, OBJECT_HALF]))
         self.world.client.removeBody(self.goal_marker)
         self.goal_marker = world.create_box(half, 0.0, np.zeros(3), (0.1, 0.8, 0.1, 0.4), ghost=True)
@@ -108,18 +109,28 @@ class ObjectTask(Task):
         # which would make an episode depend on the previous one.
         self.world.client.removeBody(self.object)
         self.object = self._make_object(np.array([*object_xy, OBJECT_HALF]))
+        self.world.touch()
         self._place_goal_marker()
 
     def observation_layout(self) -> list[tuple[str, int]]:
         return [("object_pos", 3), ("object_rot", 3), ("object_vel", 3), ("object_ang_vel", 3)]
 
     def observation(self) -> np.ndarray:
-        pos, orn = self.world.base_pose(self.object)
-        lin, ang = self.world.base_velocity(self.object)
-        return np.concatenate([pos, self.world.client.getEulerFromQuaternion(orn), lin, ang])
+        return self._object_state()
 
     def achieved_goal(self) -> np.ndarray:
-        return self.world.base_pose(self.object)[0]
+        return self._object_state()[:3]
+
+    def _object_state(self) -> np.ndarray:
+        """Position, Euler angles, linear and angular velocity, read once per physics state."""
+        if self._cached_at != self.world.generation:
+            client = self.world.client
+            pos, orn = client.getBasePositionAndOrientation(self.object)
+            lin, ang = client.getBaseVelocity(self.object)
+            self._cache = np.array([*pos, *client.getEulerFromQuaternion(orn), *lin, *ang])
+            self._cache.flags.writeable = False
+            self._cached_at = self.world.generation
+        return self._cache
 
 
 class Push(ObjectTask):
