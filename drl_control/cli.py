@@ -96,8 +96,43 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _add_launch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("launch", help="run a stack's node graph (config/stacks/STACK.yaml) as processes; Ctrl-C stops it",
+                       description="Options may also follow STACK: drl-control launch train --dry-run num_envs:=2")
+    p.add_argument("stack", nargs="?", metavar="STACK", help="stack name, e.g. train or deploy (omit to list them)")
+    p.add_argument("assignments", nargs=argparse.REMAINDER, metavar="arg:=value",
+                   help="stack arguments, e.g. num_envs:=2")
+    p.add_argument("--list", action="store_true", help="list the stacks and their arguments")
+    p.add_argument("--dry-run", action="store_true", help="print each node's command line and exit")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds nodes get to exit after SIGINT (then killed)")
+
+    def run(args: argparse.Namespace) -> int:
+        from drl_control.ros.stack import launch_cli
+
+        # Options after STACK land in the remainder: pick them out here.
+        rest, items = list(args.assignments), []
+        while rest:
+            item = rest.pop(0)
+            if item == "--dry-run":
+                args.dry_run = True
+            elif item == "--list":
+                args.list = True
+            elif item == "--grace" and rest:
+                args.grace = float(rest.pop(0))
+            elif item.startswith("--grace="):
+                args.grace = float(item.split("=", 1)[1])
+            elif item.startswith("-") and ":=" not in item:
+                raise UserError(f"unknown option {item!r}")
+            else:
+                items.append(item)
+        return launch_cli(args.stack, items, dry_run=args.dry_run, list_only=args.list, grace=args.grace)
+
+    p.set_defaults(handler=run)
+
+
 # Verbs register here; each section owns one verb.
 _VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_expert, _add_train, _add_eval, _add_export, _add_plot]
+_VERBS.append(_add_launch)
 
 
 def build_parser() -> argparse.ArgumentParser:
