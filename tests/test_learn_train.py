@@ -152,6 +152,7 @@ def test_cancel_checkpoints_and_stops(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "eval.json").exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_checkpoint_loading_never_unpickles_code(tmp_path: Path) -> None:
     run = tmp_path / "run"
     trainer = Trainer(smoke_config("sac", 120), run)

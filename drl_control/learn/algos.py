@@ -30,8 +30,15 @@ def import_env_packages(env_id: str) -> None:
 
 def make_env(env_id: str, rank: int = 0, seed: int | None = None) -> gym.Env:
     """One monitored env (top-level function so SubprocVecEnv can pickle it)."""
+    import multiprocessing
+    import signal
+
     from stable_baselines3.common.monitor import Monitor
 
+    if multiprocessing.parent_process() is not None:
+        # SubprocVecEnv worker: Ctrl-C in a terminal reaches the whole process group; the parent
+        # turns it into "checkpoint and stop", which needs the workers alive until it closes them.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     import_env_packages(env_id)
     env = gym.make(env_id)
     env = Monitor(env, info_keywords=("is_success",))
