@@ -130,9 +130,33 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job: train over ROS 2, export, deploy on a robot-mode sim, summarize")
+    p.add_argument("--out", default="runs/demo", help="output directory (run, artifact, plots, GIF, logs)")
+    p.add_argument("--timesteps", type=int, default=4000)
+    p.add_argument("--workers", type=int, default=2, help="sim_node workers")
+    p.add_argument("--goals", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+
+    def run(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from drl_control.ros.demo import DemoConfig, print_summary, run_demo
+
+        if args.timesteps < 1 or args.workers < 1 or args.goals < 1:
+            raise UserError("--timesteps, --workers and --goals must be positive")
+        summary = run_demo(DemoConfig(out_dir=Path(args.out), timesteps=args.timesteps, workers=args.workers,
+                                      goals=args.goals, seed=args.seed))
+        print_summary(summary)
+        return 0
+
+    p.set_defaults(handler=run)
+
+
 # Verbs register here; each section owns one verb.
-_VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_expert, _add_train, _add_eval, _add_export, _add_plot]
-_VERBS.append(_add_launch)
+_VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_demo, _add_expert, _add_train, _add_eval, _add_export, _add_plot, _add_launch,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
