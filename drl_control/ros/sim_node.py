@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 import time
 from typing import Any
 
@@ -23,9 +24,11 @@ import gymnasium as gym
 import numpy as np
 import rclpy
 from geometry_msgs.msg import Point, PointStamped
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
@@ -69,8 +72,8 @@ class SimNode(Node):
         rate = float(self.declare_parameter("publish_rate", 0.0).value)
         self.physics_hz = float(self.declare_parameter("physics_hz", 500.0).value)
         goal = self.declare_parameter(
-            "goal", [], ParameterDescriptor(type=ParameterType.PARAMETER_DOUBLE_ARRAY,
-                                            description="robot mode: goal marker (x, y, z), base frame")).value
+            "goal", Parameter.Type.DOUBLE_ARRAY,
+            ParameterDescriptor(description="robot mode: goal marker (x, y, z), base frame")).value or []
         self.trail_length = int(self.declare_parameter("trail_length", 200).value)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
@@ -218,7 +221,7 @@ class SimNode(Node):
         self.create_subscription(Float64MultiArray, names.FORWARD_POSITION_COMMANDS, self._on_positions, 10)
         self.create_subscription(JointTrajectory, names.JOINT_TRAJECTORY, self._on_trajectory, 10)
         self.create_subscription(PointStamped, names.GOAL, self._on_goal, 10)
-        self._t0 = time.monotonic()
+        self._t0: float | None = None  # wall clock of physics step 0, set at the first tick
         self._behind_logged = 0.0
         self.create_timer(1.0 / self.publish_rate, self._tick)
 
@@ -242,6 +245,8 @@ class SimNode(Node):
 
     def _tick(self) -> None:
         """Advance physics to the wall clock (real time), then publish the joint state."""
+        if self._t0 is None:
+            self._t0 = time.monotonic()
         target = int((time.monotonic() - self._t0) * self.physics_hz)
         behind = target - self.robot.steps
         max_chunk = int(0.1 * self.physics_hz)
@@ -310,6 +315,10 @@ def main(args: list[str] | None = None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (ValueError, InvalidParameterTypeException) as exc:  # bad parameters: one line, status 2
+        print(f"sim_node: error: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(2)
     finally:
         if node is not None:
             node.close()
