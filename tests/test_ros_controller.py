@@ -63,7 +63,8 @@ def artifact(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ros(artifact, tmp_path_factory):
     harness = RosHarness(_domain_id(), tmp_path_factory.mktemp("ros_logs"))
-    harness.start("sim_node", "-p", "mode:=robot", name="sim_node")
+    # as in config/stacks/deploy.yaml: the controller owns `markers`, the sim's go to sim_markers
+    harness.start("sim_node", "-p", "mode:=robot", "-r", f"{names.MARKERS}:=sim_markers", name="sim_node")
     harness.start("controller_node", "-p", f"artifact:={artifact}", "-p", "autostart:=true", name="controller")
     harness.start("controller_node", "-r", f"__ns:={FAKE_NS}", "-p", "command_interface:=trajectory",
                   "-p", "goal:=[0.5, 0.0, 0.4]", name="controller_fake")
@@ -111,9 +112,12 @@ def test_reaches_goals_on_robot_mode_sim(ros):
     inference = [m.inference_ms for _, m in status if np.isfinite(m.inference_ms)]
     assert inference and np.median(inference) < 20.0
 
-    assert ros.wait_for(lambda: any(len(m.markers) == 2 for _, m in markers), 5)
-    last = markers[-1][1]
-    by_ns = {m.ns: m for m in last.markers if m.ns.startswith("controller/")}
+    def ours(m):
+        return any(x.ns.startswith("controller/") for x in m.markers)
+
+    assert ros.wait_for(lambda: any(ours(m) for _, m in markers), 5)
+    last = [m for _, m in markers if ours(m)][-1]
+    by_ns = {m.ns: m for m in last.markers}
     assert set(by_ns) == {"controller/goal", "controller/ee_path"}
     assert all(m.header.frame_id == names.BASE_FRAME for m in by_ns.values())
     assert len(by_ns["controller/ee_path"].points) > 10
@@ -176,6 +180,8 @@ def test_load_policy_and_stale_state_hold_with_trajectory_interface(ros, artifac
     assert "stale joint state" in held.reason
     # decided within two control periods (+ one tick of the timer and transport slack)
     assert held_at - stopped < 3 * CONTROL_DT + 0.1, held_at - stopped
-    time.sleep(0.3)
+    ros.wait_for(lambda: sum(t > held_at + 0.05 for t, _ in trajectories) >= 5, 3)
     after = [np.asarray(m.points[0].positions) for t, m in trajectories if t > held_at + 0.05]
-    assert after and all(np.array_equal(a, after[0]) for a in after), "hold position changed"
+    assert after, (f"no command after the hold: {[round(t - stopped, 3) for t, _ in trajectories[-5:]]}, "
+                   f"held at {held_at - stopped:.3f}")
+    assert all(np.array_equal(a, after[0]) for a in after), "hold position changed"

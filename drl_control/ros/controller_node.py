@@ -224,8 +224,8 @@ class ControllerNode(Node):
             self._publish_command(result.command)
         self._log_reason(result.reason if self.enabled else "", result.holding)
         self._publish_status(result, result.reason)
-        if result.tcp is not None:
-            self.path.append(result.tcp)
+        if result.tcp is not None:  # stored as messages: a marker publish then only copies the list
+            self.path.append(Point(x=float(result.tcp[0]), y=float(result.tcp[1]), z=float(result.tcp[2])))
         if now - self._last_marker >= MARKER_PERIOD:
             self._last_marker = now
             self._publish_markers()
@@ -282,7 +282,7 @@ class ControllerNode(Node):
         path.pose.orientation.w = 1.0
         path.scale.x = 0.005
         path.color.r, path.color.g, path.color.b, path.color.a = 0.9, 0.8, 0.1, 1.0
-        path.points = [Point(x=float(q[0]), y=float(q[1]), z=float(q[2])) for q in self.path]
+        path.points = list(self.path)
         markers.markers.append(path)
         self.marker_pub.publish(markers)
 
