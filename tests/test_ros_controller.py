@@ -3,6 +3,8 @@
 - a freshly trained SAC Reach artifact drives sim_node (robot mode) to goals given by service and
   by topic; an out-of-workspace goal is rejected; markers arrive in iiwa_link_0;
 - `~/enable` false -> not one command is published;
+- controller -> robot_interface_node (profile sim, topics remapped onto the sim_node) -> sim_node
+  reaches a goal too (the deployment chain of a real arm);
 - a controller fed by a test-published joint_states (trajectory interface) holds the last
   position within two control periods when the joint states stop; `~/load_policy` with a bad
   path fails with a reason and the node stays up.
@@ -37,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ros_procs import BIN, RosHarness  # noqa: E402
 
 FAKE_NS = "/fake"  # second controller, fed by the test's own joint_states
+CHAIN_NS = "/chain"  # third controller, behind a robot_interface_node relaying to the sim_node in "/"
 CONTROL_DT = 1 / 25.0
 
 
@@ -68,6 +71,11 @@ def ros(artifact, tmp_path_factory):
     harness.start("controller_node", "-p", f"artifact:={artifact}", "-p", "autostart:=true", name="controller")
     harness.start("controller_node", "-r", f"__ns:={FAKE_NS}", "-p", "command_interface:=trajectory",
                   "-p", "goal:=[0.5, 0.0, 0.4]", name="controller_fake")
+    harness.start("controller_node", "-r", f"__ns:={CHAIN_NS}", "-p", f"artifact:={artifact}", name="controller_chain")
+    # disabled until its test: an enabled relay holds the arm, which would fight the controller in "/"
+    harness.start("robot_interface_node", "-r", f"__ns:={CHAIN_NS}", "-p", "profile:=sim",
+                  "-p", f"joint_states:=/{names.JOINT_STATES}",
+                  "-p", f"position_commands:=/{names.FORWARD_POSITION_COMMANDS}", name="robot_interface_chain")
     try:
         yield harness
     finally:
@@ -185,3 +193,57 @@ def test_load_policy_and_stale_state_hold_with_trajectory_interface(ros, artifac
     assert after, (f"no command after the hold: {[round(t - stopped, 3) for t, _ in trajectories[-5:]]}, "
                    f"held at {held_at - stopped:.3f}")
     assert all(np.array_equal(a, after[0]) for a in after), "hold position changed"
+
+
+def test_bad_inputs_are_refused_and_the_node_stays_up(ros):
+    status, _ = _status(ros, FAKE_NS)
+    pub = ros.node.create_publisher(JointState, f"{FAKE_NS}/{names.JOINT_STATES}", 10)
+    goal_pub = ros.node.create_publisher(PointStamped, f"{FAKE_NS}/{names.GOAL}", 10)
+    assert ros.wait_for(lambda: pub.get_subscription_count() >= 1 and goal_pub.get_subscription_count() >= 1, 10)
+    q = iiwa14().home.copy()
+    q[2] = np.nan
+    for _ in range(10):
+        pub.publish(_fake_joint_state(q))
+        time.sleep(0.01)
+    missing = JointState(name=["iiwa_joint_1"], position=[0.0])
+    pub.publish(missing)
+    pub.publish(JointState(name=list(iiwa14().joint_names), position=[0.0] * 3))  # too few positions
+    wrong_frame = PointStamped()
+    wrong_frame.header.frame_id = "world"
+    wrong_frame.point = Point(x=0.5, y=0.0, z=0.4)
+    goal_pub.publish(wrong_frame)
+    nan_goal = PointStamped()
+    nan_goal.point = Point(x=float("nan"), y=0.0, z=0.4)
+    goal_pub.publish(nan_goal)
+    for _ in range(10):
+        pub.publish(_fake_joint_state(q))
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    assert ros.wait_for(lambda: status and status[-1][0] > t0 + 0.1, 3), "controller stopped publishing status"
+    last = status[-1][1]
+    assert last.holding and "finite" in last.reason, (last.state, last.reason)
+    assert all(proc.poll() is None for proc, _ in ros.procs), ros.logs()
+
+
+def test_chain_through_robot_interface_reaches_a_goal(ros):
+    # the controller in "/" steps aside: only one command source may drive the sim arm
+    assert ros.call(SetBool, names.private("/", names.CONTROLLER_NODE, names.ENABLE), SetBool.Request(data=False)).success
+    assert ros.call(SetBool, names.private(CHAIN_NS, names.ROBOT_INTERFACE_NODE, names.ENABLE),
+                    SetBool.Request(data=True)).success
+    status, _ = _status(ros, CHAIN_NS)
+    relayed, _ = ros.collect(JointState, f"{CHAIN_NS}/{names.JOINT_STATES}")
+    goal = [0.45, -0.3, 0.5]
+    response = ros.call(SetGoal, names.private(CHAIN_NS, names.CONTROLLER_NODE, names.SET_GOAL),
+                        SetGoal.Request(goal=Point(x=goal[0], y=goal[1], z=goal[2])))
+    assert response.success, response.message
+    assert ros.call(SetBool, names.private(CHAIN_NS, names.CONTROLLER_NODE, names.ENABLE),
+                    SetBool.Request(data=True)).success
+    t0 = time.monotonic()
+
+    def reached():
+        recent = [m for t, m in status[-5:] if t > t0 + 0.2]
+        return len(recent) >= 3 and all(m.state == "running" and m.distance_to_goal < 0.05 for m in recent)
+
+    assert ros.wait_for(reached, 15), (
+        f"{[(m.state, m.reason, round(m.distance_to_goal, 3)) for _, m in status[-3:]]}\n{ros.logs()}")
+    assert relayed and list(relayed[-1][1].name) == list(iiwa14().joint_names)
