@@ -16,7 +16,9 @@ size as a real run; only the weights' quality differs, which does not change tim
 - state-to-command latency: this process plays the arm (joint_states at --state-hz, default 250 Hz as sim_node); every 150 ms it
   moves joint 1 by +-5 mrad and times the publication of that state until the first command that
   reflects it arrives. It includes waiting for the next 10 ms tick (uniform 0..10 ms) and two DDS hops.
-Goals: inference p99 <= 1 ms, jitter p99 <= 2 ms.
+Goals: inference p99 <= 1 ms, jitter p99 <= 2 ms. On a loaded machine the scheduler dominates the
+jitter; `--rt 50` runs the controller (realtime_priority:=50), the baseline and the measuring side
+under SCHED_FIFO, as a real-time driver would.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def in_process(artifact: Path, n: int) -> dict[str, list[float]]:
     return {"policy inference": inference, "control step (obs+policy+IK+safety)": step}
 
 
-def over_ros(artifact: Path, seconds: float, domain: int, state_hz: float = 250.0) -> dict[str, list[float]]:
+def over_ros(artifact: Path, seconds: float, domain: int, state_hz: float = 250.0, rt: int = 0) -> dict[str, list[float]]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import JointState
@@ -98,7 +100,7 @@ def over_ros(artifact: Path, seconds: float, domain: int, state_hz: float = 250.
 
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
     proc = subprocess.Popen([str(BIN / "controller_node"), "--ros-args", "-p", f"artifact:={artifact}",
-                             "-p", "autostart:=true", "-p", f"rate_hz:={RATE}"],
+                             "-p", "autostart:=true", "-p", f"rate_hz:={RATE}", "-p", f"realtime_priority:={rt}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
@@ -111,6 +113,7 @@ def over_ros(artifact: Path, seconds: float, domain: int, state_hz: float = 250.
     pub = node.create_publisher(JointState, "/" + names.JOINT_STATES, 10)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
+    realtime(rt)
     try:
         client = node.create_client(SetGoal, private("/", names.CONTROLLER_NODE, names.SET_GOAL))
         if not client.wait_for_service(timeout_sec=30):
@@ -168,7 +171,16 @@ def over_ros(artifact: Path, seconds: float, domain: int, state_hz: float = 250.
     }
 
 
+def realtime(rt: int) -> None:
+    """The measuring side gets the same priority as the measured node (a real driver runs RT)."""
+    if rt > 0:
+        from drl_control.ros.realtime import set_realtime_priority
+
+        print(set_realtime_priority(rt))
+
+
 BASELINE = """
+import sys
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from std_msgs.msg import Float64MultiArray
@@ -178,6 +190,9 @@ pub = node.create_publisher(Float64MultiArray, "/bench_baseline/commands", 10)
 node.create_timer(0.01, lambda: pub.publish(Float64MultiArray(data=[0.0] * 7)))
 executor = SingleThreadedExecutor()
 executor.add_node(node)
+if int(sys.argv[1]) > 0:
+    from drl_control.ros.realtime import set_realtime_priority
+    set_realtime_priority(int(sys.argv[1]))
 try:
     executor.spin()
 except (KeyboardInterrupt, ExternalShutdownException):
@@ -185,14 +200,14 @@ except (KeyboardInterrupt, ExternalShutdownException):
 """
 
 
-def baseline(seconds: float, domain: int) -> dict[str, list[float]]:
+def baseline(seconds: float, domain: int, rt: int = 0) -> dict[str, list[float]]:
     """The floor under the controller: an empty rclpy node publishing 7 zeros from a 100 Hz timer."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from std_msgs.msg import Float64MultiArray
 
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    proc = subprocess.Popen([sys.executable, "-c", BASELINE], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-c", BASELINE, str(rt)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain)
@@ -204,6 +219,7 @@ def baseline(seconds: float, domain: int) -> dict[str, list[float]]:
                              lambda m: arrivals.append(time.perf_counter()), 100)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
+    realtime(rt)
     try:
         deadline = time.perf_counter() + 30
         while not arrivals and time.perf_counter() < deadline:
@@ -229,15 +245,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--state-hz", type=float, default=250.0)
+    parser.add_argument("--rt", type=int, default=0,
+                        help="SCHED_FIFO priority for controller_node (realtime_priority), the baseline and the "
+                             "measuring side; 0: normal scheduling")
     parser.add_argument("--domain", type=int, default=200 + os.getpid() % 30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         artifact = args.artifact or make_artifact(Path(tmp))
         results = in_process(artifact, args.samples)
-        results.update(over_ros(artifact, args.seconds, args.domain, args.state_hz))
-        results.update(baseline(args.seconds, args.domain))
+        results.update(over_ros(artifact, args.seconds, args.domain, args.state_hz, args.rt))
+        results.update(baseline(args.seconds, args.domain, args.rt))
     load = os.getloadavg()[0]
-    print(f"\nload average {load:.1f} on {os.cpu_count()} cores (jitter depends on it: compare with the baseline row)")
+    print(f"\nload average {load:.1f} on {os.cpu_count()} cores (jitter depends on it: compare with the baseline row); "
+          f"{'SCHED_FIFO ' + str(args.rt) if args.rt else 'normal scheduling'}")
     print(f"{'metric (ms)':<44}{'n':>7}{'median':>9}{'p90':>9}{'p99':>9}{'max':>9}")
     for name, values in results.items():
         if not values:

@@ -39,6 +39,7 @@ from drl_control.deploy.controller import PolicyController, StepResult
 from drl_control.deploy.safety import SafetyConfig
 from drl_control.robot import iiwa14
 from drl_control.ros import names
+from drl_control.ros.realtime import set_realtime_priority
 from drl_control_interfaces.msg import ControllerStatus
 from drl_control_interfaces.srv import LoadPolicy, SetGoal
 
@@ -62,6 +63,7 @@ class ControllerNode(Node):
         self.rate_override = float(p("rate_hz", 0.0).value)  # 0: the artifact's control rate
         goal = list(p("goal", [0.0]).value)
         self.path_length = int(p("path_length", 500).value)
+        self.realtime_priority = int(p("realtime_priority", 0).value)  # SCHED_FIFO; 0: normal scheduling
         self.safety_config = SafetyConfig(
             limit_margin=float(p("limit_margin", SafetyConfig.limit_margin).value),
             velocity_scale=float(p("velocity_scale", SafetyConfig.velocity_scale).value),
@@ -294,6 +296,11 @@ def main(args: list[str] | None = None) -> None:
         node = ControllerNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        outcome = set_realtime_priority(node.realtime_priority)
+        if outcome.startswith("SCHED_FIFO"):
+            node.get_logger().info(outcome)
+        elif outcome:
+            node.get_logger().warning(outcome)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -39,6 +39,7 @@ from drl_control.deploy.profiles import JointMap, load_profile
 from drl_control.deploy.safety import SafetyFilter
 from drl_control.robot import iiwa14
 from drl_control.ros import names
+from drl_control.ros.realtime import set_realtime_priority
 from drl_control_interfaces.msg import ControllerStatus
 
 DRY_RUN_COMMANDS = "~/dry_run/commands"
@@ -62,6 +63,7 @@ class RobotInterfaceNode(Node):
         if overrides["joint_names"] == [""]:
             overrides["joint_names"] = None
         self.dry_run = bool(p("dry_run", False).value)
+        self.realtime_priority = int(p("realtime_priority", 0).value)  # SCHED_FIFO; 0: normal scheduling
         autostart = bool(p("autostart", False).value)
         velocity_scale = float(p("velocity_scale", 0.0).value) or None
         limit_margin = float(p("limit_margin", -1.0).value)
@@ -188,6 +190,11 @@ def main(args: list[str] | None = None) -> None:
         node = RobotInterfaceNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        outcome = set_realtime_priority(node.realtime_priority)
+        if outcome.startswith("SCHED_FIFO"):
+            node.get_logger().info(outcome)
+        elif outcome:
+            node.get_logger().warning(outcome)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
