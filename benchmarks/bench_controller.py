@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument("--rt", type=int, default=0,
                         help="SCHED_FIFO priority for controller_node (realtime_priority), the baseline and the "
                              "measuring side; 0: normal scheduling")
-    parser.add_argument("--domain", type=int, default=200 + os.getpid() % 30)
+    parser.add_argument("--domain", type=int, default=1 + (os.getpid() + 91) % 100)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         artifact = args.artifact or make_artifact(Path(tmp))
