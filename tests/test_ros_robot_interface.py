@@ -78,6 +78,7 @@ def test_sim_profile_drives_robot_mode_sim_node(ros):
     states, _ = ros.collect(JointState, "/drl_sim/" + names.JOINT_STATES)
     driver, _ = ros.collect(JointState, "/sim_robot/" + names.JOINT_STATES)
     pub = _publisher(ros, Float64MultiArray, "/drl_sim/" + names.FORWARD_POSITION_COMMANDS)
+    assert ros.wait_for(lambda: driver and states, 30), f"no joint states from sim_node via the relay\n{ros.logs()}"
     target = HOME + np.array([0.3, -0.1, 0.2, 0.15, -0.2, 0.1, 0.3])
     end = time.monotonic() + 3.0
     while time.monotonic() < end:  # the controller's role: keep commanding the target at 25 Hz
@@ -92,7 +93,7 @@ def test_sim_profile_drives_robot_mode_sim_node(ros):
 def test_lbr_profile_maps_names_both_ways(ros):
     relayed, _ = ros.collect(JointState, "/drl_lbr/" + names.JOINT_STATES)
     sent, _ = ros.collect(Float64MultiArray, PROFILES["lbr"].position_commands)
-    driver_pub = ros.node.create_publisher(JointState, PROFILES["lbr"].joint_states, 10)
+    driver_pub = _publisher(ros, JointState, PROFILES["lbr"].joint_states)
     cmd_pub = _publisher(ros, Float64MultiArray, "/drl_lbr/" + names.FORWARD_POSITION_COMMANDS)
     order = [3, 0, 6, 1, 5, 2, 4]
     q = HOME.copy()
@@ -123,7 +124,7 @@ def test_lbr_profile_maps_names_both_ways(ros):
     # e-stop: nothing is sent to the driver while disabled
     enable = names.private("/drl_lbr", names.ROBOT_INTERFACE_NODE, names.ENABLE)
     assert ros.call(SetBool, enable, SetBool.Request(data=False)).success
-    time.sleep(0.1)
+    time.sleep(0.3)  # commands already in flight
     count = len(sent)
     for _ in range(40):
         driver_pub.publish(driver_state(q))
@@ -137,9 +138,9 @@ def test_lbr_profile_maps_names_both_ways(ros):
         driver_pub.publish(driver_state(q))
         cmd_pub.publish(Float64MultiArray(data=(target + 0.05).tolist()))
         time.sleep(0.01)
-    stopped = time.monotonic()
-    time.sleep(0.3)  # states stopped; commands stopped too
-    late = [np.asarray(m.data) for t, m in sent if t > stopped + 0.15]
+    stopped = time.monotonic()  # states and commands stop: the relay holds (stale state, command timeout)
+    assert ros.wait_for(lambda: sum(t > stopped + 0.2 for t, _ in sent) >= 5, 5)
+    late = [np.asarray(m.data) for t, m in sent if t > stopped + 0.2]
     assert late and all(np.array_equal(a, late[0]) for a in late)
 
 
@@ -149,7 +150,7 @@ def test_iiwa_ros2_dry_run_sends_nothing(ros):
                                                         "~/dry_run/joint_trajectory"))
     real, _ = ros.collect(JointTrajectory, profile.joint_trajectory)
     relayed, _ = ros.collect(JointState, "/drl_iiwa/" + names.JOINT_STATES)
-    driver_pub = ros.node.create_publisher(JointState, profile.joint_states, 10)
+    driver_pub = _publisher(ros, JointState, profile.joint_states)
     cmd_pub = _publisher(ros, JointTrajectory, "/drl_iiwa/" + names.JOINT_TRAJECTORY)
     target = HOME - 0.02
     order = [6, 5, 4, 3, 2, 1, 0]
