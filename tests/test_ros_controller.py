@@ -140,7 +140,7 @@ def test_disabled_publishes_no_commands(ros):
     status, _ = _status(ros)
     assert ros.wait_for(lambda: len(commands) > 3, 10), ros.logs()
     assert ros.call(SetBool, enable, SetBool.Request(data=False)).success
-    time.sleep(0.2)  # commands already in flight
+    time.sleep(0.3)  # commands already in flight
     count = len(commands)
     time.sleep(1.0)
     assert len(commands) == count, "commands published while disabled"
