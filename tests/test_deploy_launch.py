@@ -69,6 +69,8 @@ def _load_launch_file():
     ({"sim": "true"}, {"sim_node", "controller_node", "robot_state_publisher", "rviz2"}),
     ({"sim": "false", "interface": "true", "robot_ns": "/drl", "profile": "lbr", "rviz": "false"},
      {"controller_node", "robot_interface_node", "robot_state_publisher"}),
+    ({"sim": "true", "interface": "true", "robot_ns": "/drl", "sim_ns": "/sim_robot", "profile": "sim",
+      "rviz": "false"}, {"sim_node", "controller_node", "robot_interface_node", "robot_state_publisher"}),
 ])
 def test_launch_file_builds_nodes_from_the_stack(launch_stubs, overrides, expected):
     Node, OpaqueFunction = launch_stubs
@@ -92,8 +94,13 @@ def test_launch_file_builds_nodes_from_the_stack(launch_stubs, overrides, expect
         args = by_exec["rviz2"].kwargs["arguments"]
         assert args[0] == "-d" and Path(args[1]).name == "iiwa14.rviz" and Path(args[1]).is_file()
     if "robot_interface_node" in by_exec:
-        assert by_exec["robot_interface_node"].kwargs["parameters"][0]["profile"] == "lbr"
-        assert all(n.kwargs["namespace"] == "/drl" for n in by_exec.values())
+        assert by_exec["robot_interface_node"].kwargs["parameters"][0]["profile"] == overrides["profile"]
+        ours = [n for e, n in by_exec.items() if e != "sim_node"]
+        assert all(n.kwargs["namespace"] == "/drl" for n in ours)
+        if "sim_node" in by_exec:  # the sim arm where the `sim` profile looks for its driver
+            from drl_control.deploy.profiles import load_profile
+
+            assert load_profile("sim").joint_states.startswith(by_exec["sim_node"].kwargs["namespace"] + "/")
 
 
 def test_rviz_config_shows_robot_and_markers_in_base_frame():
