@@ -179,3 +179,39 @@ def test_config_rejects_unknown_and_bad_values():
         SafetyConfig(velocity_scale=1.5)
     cfg = SafetyConfig.from_dict({"workspace_low": [0, 0, 0]}, limit_margin=0.1)
     assert cfg.workspace_low == (0.0, 0.0, 0.0) and cfg.limit_margin == 0.1
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_finite = st.floats(-4.0, 4.0, allow_nan=False)
+_any = st.one_of(_finite, st.just(np.nan), st.just(np.inf), st.just(-np.inf))
+
+
+@settings(max_examples=200, deadline=None)
+@given(state=st.lists(_finite, min_size=7, max_size=7), proposals=st.lists(st.lists(_any, min_size=7, max_size=7),
+                                                                           min_size=1, max_size=6),
+       scale=st.floats(0.1, 1.0))
+def test_every_sent_command_is_within_limits_speed_and_box(state, proposals, scale):
+    """Whatever comes in, a sent command is finite, inside the shrunk limits and the box, and moved
+    at most one speed-limited step from the previously sent command."""
+    spec = iiwa14()
+    f = SafetyFilter(SafetyConfig(control_dt=DT, velocity_scale=scale))
+    f.set_enabled(True)
+    q = np.clip(np.array(state), spec.lower, spec.upper)
+    previous = None
+    for k, proposal in enumerate(proposals):
+        f.observe_state(q, k * DT)
+        f.propose(np.array(proposal), k * DT)
+        d = f.decide(k * DT)
+        assert d.command is not None  # a finite state is always known here
+        assert np.all(np.isfinite(d.command))
+        assert np.all(d.command >= f.lower - 1e-12) and np.all(d.command <= f.upper + 1e-12)
+        if not d.holding:
+            assert f.in_workspace(d.command)
+            reference = previous if previous is not None else q
+            assert np.all(np.abs(d.command - reference) <= f.max_step + 1e-9)
+        elif previous is not None:
+            np.testing.assert_array_equal(d.command, previous)
+        previous = d.command
