@@ -18,6 +18,17 @@ class UserError(Exception):
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _lazy(module: str, function: str) -> Handler:
+    """A handler that imports its module only when the verb runs (keeps `--help` fast)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(args)
+
+    return run
+
+
 def _add_expert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("expert", help="run a scripted expert (privileged state + IK) and print its success rate")
     p.add_argument("--env", required=True, help="env id, e.g. DrlControl/IiwaPush-v0")
@@ -26,12 +37,7 @@ def _add_expert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gif", default=None, help="write the first episode as an animated GIF")
     p.add_argument("--json", default=None, help="write the summary as JSON")
 
-    def run(args: argparse.Namespace) -> int:
-        from drl_control.sim.experts import run_expert_cli
-
-        return run_expert_cli(args)
-
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=_lazy("drl_control.sim.experts", "run_expert_cli"))
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -47,12 +53,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run's latest checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. algorithm.gamma=0.98")
 
-    def run(args: argparse.Namespace) -> int:
-        from drl_control.learn.cli_verbs import train_cli
-
-        return train_cli(args)
-
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=_lazy("drl_control.learn.cli_verbs", "train_cli"))
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -62,12 +63,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the report as JSON")
 
-    def run(args: argparse.Namespace) -> int:
-        from drl_control.learn.cli_verbs import eval_cli
-
-        return eval_cli(args)
-
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=_lazy("drl_control.learn.cli_verbs", "eval_cli"))
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -75,25 +71,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("out_dir", metavar="OUT_DIR")
 
-    def run(args: argparse.Namespace) -> int:
-        from drl_control.learn.cli_verbs import export_cli
-
-        return export_cli(args)
-
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=_lazy("drl_control.learn.cli_verbs", "export_cli"))
 
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="write RUN_DIR/learning_curve.png from the run's episodes.csv")
     p.add_argument("run_dir", metavar="RUN_DIR")
 
-    def run(args: argparse.Namespace) -> int:
-        from drl_control.learn.plot import plot_run
-
-        print(plot_run(args.run_dir))
-        return 0
-
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=_lazy("drl_control.learn.cli_verbs", "plot_cli"))
 
 
 def _add_launch(sub: argparse._SubParsersAction) -> None:
@@ -106,28 +91,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="print each node's command line and exit")
     p.add_argument("--grace", type=float, default=10.0, help="seconds nodes get to exit after SIGINT (then killed)")
 
-    def run(args: argparse.Namespace) -> int:
-        from drl_control.ros.stack import launch_cli
-
-        # Options after STACK land in the remainder: pick them out here.
-        rest, items = list(args.assignments), []
-        while rest:
-            item = rest.pop(0)
-            if item == "--dry-run":
-                args.dry_run = True
-            elif item == "--list":
-                args.list = True
-            elif item == "--grace" and rest:
-                args.grace = float(rest.pop(0))
-            elif item.startswith("--grace="):
-                args.grace = float(item.split("=", 1)[1])
-            elif item.startswith("-") and ":=" not in item:
-                raise UserError(f"unknown option {item!r}")
-            else:
-                items.append(item)
-        return launch_cli(args.stack, items, dry_run=args.dry_run, list_only=args.list, grace=args.grace)
-
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=_lazy("drl_control.ros.stack", "launch_verb"))
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -138,19 +102,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--goals", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
 
-    def run(args: argparse.Namespace) -> int:
-        from pathlib import Path
-
-        from drl_control.ros.demo import DemoConfig, print_summary, run_demo
-
-        if args.timesteps < 1 or args.workers < 1 or args.goals < 1:
-            raise UserError("--timesteps, --workers and --goals must be positive")
-        summary = run_demo(DemoConfig(out_dir=Path(args.out), timesteps=args.timesteps, workers=args.workers,
-                                      goals=args.goals, seed=args.seed))
-        print_summary(summary)
-        return 0
-
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=_lazy("drl_control.ros.demo", "demo_cli"))
 
 
 # Verbs register here; each section owns one verb.

@@ -101,3 +101,11 @@ def export_cli(args: argparse.Namespace) -> int:
     out = export_run(args.run_dir, args.out_dir)
     print(f"artifact: {out}")
     return 0
+
+
+def plot_cli(args: argparse.Namespace) -> int:
+    """`drl-control plot RUN_DIR`: (re)draw the run's learning curve."""
+    from drl_control.learn.plot import plot_run
+
+    print(plot_run(args.run_dir))
+    return 0

@@ -51,14 +51,25 @@ def _wants(mode: str, part: str) -> bool:
     return mode == "both" or mode == part
 
 
-class SNSACPolicy(SACMultiInputPolicy):
-    """SAC MultiInputPolicy with optional spectral norm of actor (latent_pi) / critic hidden layers."""
+class _SpectralNormOptions:
+    """Mixin: the `spectral_norm` / `spectral_norm_iterations` policy kwargs, and the critic part."""
 
     def __init__(self, *args: Any, spectral_norm: str = "none", spectral_norm_iterations: int = 5,
                  **kwargs: Any) -> None:
         self.spectral_norm = spectral_norm
         self.sn_iterations = spectral_norm_iterations
         super().__init__(*args, **kwargs)
+
+    def make_critic(self, features_extractor: Any = None) -> Any:
+        critic = super().make_critic(features_extractor)
+        if _wants(self.spectral_norm, "critic"):
+            for q in critic.q_networks:
+                apply_spectral_norm(q)
+        return critic
+
+
+class SNSACPolicy(_SpectralNormOptions, SACMultiInputPolicy):
+    """SAC MultiInputPolicy with optional spectral norm of actor (latent_pi) / critic hidden layers."""
 
     def make_actor(self, features_extractor: Any = None) -> Any:
         actor = super().make_actor(features_extractor)
@@ -67,22 +78,9 @@ class SNSACPolicy(SACMultiInputPolicy):
             apply_spectral_norm(actor.latent_pi, include_last=True)
         return actor
 
-    def make_critic(self, features_extractor: Any = None) -> Any:
-        critic = super().make_critic(features_extractor)
-        if _wants(self.spectral_norm, "critic"):
-            for q in critic.q_networks:
-                apply_spectral_norm(q)
-        return critic
 
-
-class SNTD3Policy(TD3MultiInputPolicy):
+class SNTD3Policy(_SpectralNormOptions, TD3MultiInputPolicy):
     """TD3/DDPG MultiInputPolicy with optional spectral norm of actor / critic hidden layers."""
-
-    def __init__(self, *args: Any, spectral_norm: str = "none", spectral_norm_iterations: int = 5,
-                 **kwargs: Any) -> None:
-        self.spectral_norm = spectral_norm
-        self.sn_iterations = spectral_norm_iterations
-        super().__init__(*args, **kwargs)
 
     def make_actor(self, features_extractor: Any = None) -> Any:
         actor = super().make_actor(features_extractor)
@@ -90,22 +88,9 @@ class SNTD3Policy(TD3MultiInputPolicy):
             apply_spectral_norm(actor.mu)
         return actor
 
-    def make_critic(self, features_extractor: Any = None) -> Any:
-        critic = super().make_critic(features_extractor)
-        if _wants(self.spectral_norm, "critic"):
-            for q in critic.q_networks:
-                apply_spectral_norm(q)
-        return critic
 
-
-class SNPPOPolicy(PPOMultiInputPolicy):
+class SNPPOPolicy(_SpectralNormOptions, PPOMultiInputPolicy):
     """PPO MultiInputPolicy with optional spectral norm of the policy (actor) / value (critic) MLPs."""
-
-    def __init__(self, *args: Any, spectral_norm: str = "none", spectral_norm_iterations: int = 5,
-                 **kwargs: Any) -> None:
-        self.spectral_norm = spectral_norm
-        self.sn_iterations = spectral_norm_iterations
-        super().__init__(*args, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
         # Parametrize after SB3's orthogonal init (which writes `.weight.data` and would miss the

@@ -287,3 +287,13 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"trajectory plot:       {summary['trajectory_png']}")
     print(f"policy GIF:            {summary['gif']}")
     print(f"artifact:              {summary['artifact_dir']}")
+
+
+def demo_cli(args: Any) -> int:
+    """`drl-control demo` handler."""
+    if args.timesteps < 1 or args.workers < 1 or args.goals < 1:
+        raise ValueError("--timesteps, --workers and --goals must be positive")
+    summary = run_demo(DemoConfig(out_dir=Path(args.out), timesteps=args.timesteps, workers=args.workers,
+                                  goals=args.goals, seed=args.seed))
+    print_summary(summary)
+    return 0

@@ -456,3 +456,23 @@ def launch_cli(stack: str | None, assignments: list[str], *, dry_run: bool = Fal
         for s, h in old.items():
             signal.signal(s, h)
     return 1 if runner.failed else 0
+
+
+def launch_verb(args: Any) -> int:
+    """`drl-control launch` handler. Options given after STACK land in the remainder: pick them out."""
+    rest, items = list(args.assignments), []
+    while rest:
+        item = rest.pop(0)
+        if item == "--dry-run":
+            args.dry_run = True
+        elif item == "--list":
+            args.list = True
+        elif item == "--grace" and rest:
+            args.grace = float(rest.pop(0))
+        elif item.startswith("--grace="):
+            args.grace = float(item.split("=", 1)[1])
+        elif item.startswith("-") and ":=" not in item:
+            raise StackError(f"unknown option {item!r}")
+        else:
+            items.append(item)
+    return launch_cli(args.stack, items, dry_run=args.dry_run, list_only=args.list, grace=args.grace)
