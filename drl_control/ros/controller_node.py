@@ -20,14 +20,13 @@ logs the reason (once per change of reason).
 from __future__ import annotations
 
 import collections
+import sys
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, PointStamped
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -39,7 +38,7 @@ from drl_control.deploy.controller import PolicyController, StepResult
 from drl_control.deploy.safety import SafetyConfig
 from drl_control.robot import iiwa14
 from drl_control.ros import names
-from drl_control.ros.realtime import set_realtime_priority
+from drl_control.ros.spin import run_node
 from drl_control_interfaces.msg import ControllerStatus
 from drl_control_interfaces.srv import LoadPolicy, SetGoal
 
@@ -289,26 +288,8 @@ class ControllerNode(Node):
         self.marker_pub.publish(markers)
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ControllerNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        outcome = set_realtime_priority(node.realtime_priority)
-        if outcome.startswith("SCHED_FIFO"):
-            node.get_logger().info(outcome)
-        elif outcome:
-            node.get_logger().warning(outcome)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+def main(args: list[str] | None = None) -> int:
+    return run_node(ControllerNode, args, realtime=True)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,18 +15,19 @@ MultiThreadedExecutor), so status, cancel and feedback stay responsive.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
 from drl_control.ros import names
+from drl_control.ros.spin import run_node
 from drl_control_interfaces.action import Train
 from drl_control_interfaces.msg import LearnerStatus
 from drl_control_interfaces.srv import EnvStep
@@ -197,22 +198,9 @@ class LearnerNode(Node):
         self.status_pub.publish(msg)
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = LearnerNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node._cancel.set()
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+def main(args: list[str] | None = None) -> int:
+    return run_node(LearnerNode, args, executor=lambda: MultiThreadedExecutor(num_threads=3),
+                    on_shutdown=lambda node: node._cancel.set())
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -22,13 +22,12 @@ and joint names. The node
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -39,7 +38,7 @@ from drl_control.deploy.profiles import JointMap, load_profile
 from drl_control.deploy.safety import SafetyFilter
 from drl_control.robot import iiwa14
 from drl_control.ros import names
-from drl_control.ros.realtime import set_realtime_priority
+from drl_control.ros.spin import run_node
 from drl_control_interfaces.msg import ControllerStatus
 
 DRY_RUN_COMMANDS = "~/dry_run/commands"
@@ -183,26 +182,8 @@ class RobotInterfaceNode(Node):
         self.command_pub.publish(msg)
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RobotInterfaceNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        outcome = set_realtime_priority(node.realtime_priority)
-        if outcome.startswith("SCHED_FIFO"):
-            node.get_logger().info(outcome)
-        elif outcome:
-            node.get_logger().warning(outcome)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+def main(args: list[str] | None = None) -> int:
+    return run_node(RobotInterfaceNode, args, realtime=True)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

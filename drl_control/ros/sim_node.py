@@ -22,11 +22,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Point, PointStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -37,6 +35,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from drl_control.ros import conversions as conv
 from drl_control.ros import names
+from drl_control.ros.spin import run_node
 from drl_control_interfaces.srv import EnvReset, EnvSpec, EnvStep
 
 MODES = ("env", "robot")
@@ -305,26 +304,10 @@ class SimNode(Node):
             self.robot.close()
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, InvalidParameterTypeException) as exc:  # bad parameters: one line, status 2
-        print(f"sim_node: error: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        sys.exit(2)
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+def main(args: list[str] | None = None) -> int:
+    # bad parameters: one line on stderr, status 2
+    return run_node(SimNode, args, on_shutdown=SimNode.close,
+                    usage_errors=(ValueError, InvalidParameterTypeException), prog="sim_node")
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
