@@ -69,3 +69,17 @@ def test_names():
     assert names.sim_service("sim1", names.SPEC) == "/sim1/sim_node/spec"
     assert names.sim_service("/a/b:my_sim", names.RESET) == "/a/b/my_sim/reset"
     assert names.private("/", names.LEARNER_NODE, names.TRAIN) == "/learner_node/train"
+
+
+def test_commands_and_markers():
+    assert conv.duration_to_sec(conv.duration_msg(1.25)) == 1.25
+    assert list(conv.command_msg(np.arange(3)).data) == [0.0, 1.0, 2.0]
+    trajectory = conv.command_msg([1.0, 2.0], ["a", "b"], 0.04)
+    assert trajectory.joint_names == ["a", "b"] and len(trajectory.points) == 1
+    assert conv.duration_to_sec(trajectory.points[0].time_from_start) == pytest.approx(0.04)
+    goal = conv.goal_marker(None, [0.5, 0.0, 0.4], "goal", (0.1, 0.8, 0.1, 0.8))
+    assert (goal.action, goal.header.frame_id, goal.pose.position.x, goal.scale.z) == (goal.ADD, names.BASE_FRAME,
+                                                                                       0.5, 0.04)
+    assert conv.goal_marker(None, None, "goal", (0, 0, 0, 0)).action == goal.DELETE
+    path = conv.path_marker(None, [conv.point_msg(p) for p in np.eye(3)], "path", (0.9, 0.3, 0.1, 1.0))
+    assert path.type == path.LINE_STRIP and [p.y for p in path.points] == [0.0, 1.0, 0.0]

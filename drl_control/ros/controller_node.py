@@ -25,18 +25,18 @@ import time
 from typing import Any
 
 import numpy as np
-from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import Point, PointStamped
+from geometry_msgs.msg import PointStamped
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
-from visualization_msgs.msg import Marker, MarkerArray
+from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import MarkerArray
 
 from drl_control.deploy.controller import PolicyController, StepResult
 from drl_control.deploy.safety import SafetyConfig
 from drl_control.robot import iiwa14
+from drl_control.ros import conversions as conv
 from drl_control.ros import names
 from drl_control.ros.spin import run_node
 from drl_control_interfaces.msg import ControllerStatus
@@ -45,11 +45,6 @@ from drl_control_interfaces.srv import LoadPolicy, SetGoal
 COMMAND_INTERFACES = ("position", "trajectory")
 IDLE_RATE = 10.0  # Hz: status ticks while no policy is loaded
 MARKER_PERIOD = 0.1  # s
-
-
-def _duration(seconds: float) -> Duration:
-    sec = int(seconds)
-    return Duration(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
 
 
 class ControllerNode(Node):
@@ -226,21 +221,16 @@ class ControllerNode(Node):
         self._log_reason(result.reason if self.enabled else "", result.holding)
         self._publish_status(result, result.reason)
         if result.tcp is not None:  # stored as messages: a marker publish then only copies the list
-            self.path.append(Point(x=float(result.tcp[0]), y=float(result.tcp[1]), z=float(result.tcp[2])))
+            self.path.append(conv.point_msg(result.tcp))
         if now - self._last_marker >= MARKER_PERIOD:
             self._last_marker = now
             self._publish_markers()
 
     def _publish_command(self, command: np.ndarray) -> None:
         if self.command_interface == "position":
-            self.command_pub.publish(Float64MultiArray(data=[float(x) for x in command]))
-            return
-        msg = JointTrajectory()
-        msg.joint_names = list(self.joint_names)
-        point = JointTrajectoryPoint(positions=[float(x) for x in command])
-        point.time_from_start = _duration(1.0 / self.rate_hz)
-        msg.points = [point]
-        self.command_pub.publish(msg)
+            self.command_pub.publish(conv.command_msg(command))
+        else:
+            self.command_pub.publish(conv.command_msg(command, self.joint_names, 1.0 / self.rate_hz))
 
     def _publish_status(self, result: StepResult | None, reason: str) -> None:
         msg = ControllerStatus()
@@ -264,29 +254,10 @@ class ControllerNode(Node):
 
     def _publish_markers(self) -> None:
         stamp = self.get_clock().now().to_msg()
-        markers = MarkerArray()
-        goal = Marker()
-        goal.header.frame_id, goal.header.stamp = names.BASE_FRAME, stamp
-        goal.ns, goal.id, goal.type = "controller/goal", 0, Marker.SPHERE
-        if self.goal is None:
-            goal.action = Marker.DELETE
-        else:
-            goal.action = Marker.ADD
-            goal.pose.position = Point(x=float(self.goal[0]), y=float(self.goal[1]), z=float(self.goal[2]))
-            goal.pose.orientation.w = 1.0
-            goal.scale.x = goal.scale.y = goal.scale.z = 0.04
-            goal.color.r, goal.color.g, goal.color.b, goal.color.a = 0.1, 0.3, 0.9, 0.8
-        markers.markers.append(goal)
-        path = Marker()
-        path.header.frame_id, path.header.stamp = names.BASE_FRAME, stamp
-        path.ns, path.id, path.type, path.action = "controller/ee_path", 0, Marker.LINE_STRIP, Marker.ADD
-        path.pose.orientation.w = 1.0
-        path.scale.x = 0.005
-        path.color.r, path.color.g, path.color.b, path.color.a = 0.9, 0.8, 0.1, 1.0
-        path.points = list(self.path)
-        markers.markers.append(path)
-        self.marker_pub.publish(markers)
-
+        self.marker_pub.publish(MarkerArray(markers=[
+            conv.goal_marker(stamp, self.goal, "controller/goal", (0.1, 0.3, 0.9, 0.8)),
+            conv.path_marker(stamp, self.path, "controller/ee_path", (0.9, 0.8, 0.1, 1.0)),
+        ]))
 
 def main(args: list[str] | None = None) -> int:
     return run_node(ControllerNode, args, realtime=True)

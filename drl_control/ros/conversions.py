@@ -2,7 +2,9 @@
 
 Spaces travel as JSON (EnvSpec), observation batches as `EnvBatch` (row-major float32, see the
 msg file), per-env infos as a JSON list in which numpy values become plain lists/numbers and an
-auto-reset env's `terminal_observation` becomes {key: list} (or a list for Box spaces).
+auto-reset env's `terminal_observation` becomes {key: list} (or a list for Box spaces). Commands
+(position arrays, one-point trajectories) and rviz markers (goal sphere, end-effector path) are
+built here for every node that sends them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from visualization_msgs.msg import Marker
 
+from drl_control.ros.names import BASE_FRAME
 from drl_control_interfaces.msg import EnvBatch
 
 # --- spaces ------------------------------------------------------------------------------------
@@ -215,3 +223,58 @@ def trajectory_arrays(msg: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
         rows.append(np.asarray(point.positions, dtype=float))
     positions = np.array(rows, dtype=float).reshape(len(rows), len(names))
     return names, times, positions
+
+
+def duration_msg(seconds: float) -> Duration:
+    """seconds -> builtin_interfaces/Duration (inverse of `duration_to_sec`)."""
+    sec, nanosec = divmod(int(round(seconds * 1e9)), 1_000_000_000)
+    return Duration(sec=sec, nanosec=nanosec)
+
+
+def command_msg(command: Sequence[float], joint_names: Sequence[str] | None = None,
+                time_from_start: float = 0.0) -> Float64MultiArray | JointTrajectory:
+    """Joint positions -> the command of a ros2_control controller: a forward position controller's
+    Float64MultiArray, or (with `joint_names`) a joint trajectory controller's one-point
+    JointTrajectory reached `time_from_start` seconds ahead."""
+    positions = [float(x) for x in command]
+    if joint_names is None:
+        return Float64MultiArray(data=positions)
+    point = JointTrajectoryPoint(positions=positions, time_from_start=duration_msg(time_from_start))
+    return JointTrajectory(joint_names=list(joint_names), points=[point])
+
+
+# --- rviz markers ------------------------------------------------------------------------------
+
+
+def point_msg(xyz: Sequence[float]) -> Point:
+    return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+
+def _marker(stamp: Any, ns: str, kind: int, rgba: Sequence[float], frame: str) -> Marker:
+    marker = Marker(ns=ns, id=0, type=kind, action=Marker.ADD)
+    marker.header.frame_id, marker.header.stamp = frame, stamp
+    marker.pose.orientation.w = 1.0
+    marker.color.r, marker.color.g, marker.color.b, marker.color.a = (float(c) for c in rgba)
+    return marker
+
+
+def goal_marker(stamp: Any, goal: Sequence[float] | None, ns: str, rgba: Sequence[float],
+                diameter: float = 0.04, frame: str = BASE_FRAME) -> Marker:
+    """A sphere at `goal`; with no goal, a DELETE of that sphere (ns, id 0)."""
+    if goal is None:
+        marker = Marker(ns=ns, id=0, type=Marker.SPHERE, action=Marker.DELETE)
+        marker.header.frame_id, marker.header.stamp = frame, stamp
+        return marker
+    marker = _marker(stamp, ns, Marker.SPHERE, rgba, frame)
+    marker.pose.position = point_msg(goal)
+    marker.scale.x = marker.scale.y = marker.scale.z = diameter
+    return marker
+
+
+def path_marker(stamp: Any, points: Sequence[Point], ns: str, rgba: Sequence[float],
+                width: float = 0.005, frame: str = BASE_FRAME) -> Marker:
+    """A line strip through `points` (geometry_msgs/Point, see `point_msg`)."""
+    marker = _marker(stamp, ns, Marker.LINE_STRIP, rgba, frame)
+    marker.scale.x = width
+    marker.points = list(points)
+    return marker

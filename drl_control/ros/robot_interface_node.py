@@ -27,16 +27,16 @@ import time
 from typing import Any
 
 import numpy as np
-from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from drl_control.deploy.profiles import JointMap, load_profile
 from drl_control.deploy.safety import SafetyFilter
 from drl_control.robot import iiwa14
+from drl_control.ros import conversions as conv
 from drl_control.ros import names
 from drl_control.ros.spin import run_node
 from drl_control_interfaces.msg import ControllerStatus
@@ -171,16 +171,9 @@ class RobotInterfaceNode(Node):
 
     def _send(self, command: np.ndarray) -> None:
         if self.profile.command_interface == "position":
-            self.command_pub.publish(Float64MultiArray(data=[float(x) for x in command]))
-            return
-        msg = JointTrajectory()
-        msg.joint_names = list(self.map.theirs)
-        point = JointTrajectoryPoint(positions=[float(x) for x in command])
-        sec, nanosec = divmod(int(round(self.period * 1e9)), 1_000_000_000)
-        point.time_from_start = Duration(sec=sec, nanosec=nanosec)
-        msg.points = [point]
-        self.command_pub.publish(msg)
-
+            self.command_pub.publish(conv.command_msg(command))
+        else:
+            self.command_pub.publish(conv.command_msg(command, self.map.theirs, self.period))
 
 def main(args: list[str] | None = None) -> int:
     return run_node(RobotInterfaceNode, args, realtime=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from geometry_msgs.msg import Point, PointStamped
+from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
@@ -31,7 +31,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from drl_control.ros import conversions as conv
 from drl_control.ros import names
@@ -272,30 +272,10 @@ class SimNode(Node):
 
     def _publish_markers(self) -> None:
         stamp = self.get_clock().now().to_msg()
-        markers = MarkerArray()
-        goal = Marker()
-        goal.header.frame_id = names.BASE_FRAME
-        goal.header.stamp = stamp
-        goal.ns, goal.id, goal.type = "goal", 0, Marker.SPHERE
-        if self.goal is None:
-            goal.action = Marker.DELETE
-        else:
-            goal.action = Marker.ADD
-            goal.pose.position = Point(x=float(self.goal[0]), y=float(self.goal[1]), z=float(self.goal[2]))
-            goal.pose.orientation.w = 1.0
-            goal.scale.x = goal.scale.y = goal.scale.z = 0.04
-            goal.color.r, goal.color.g, goal.color.b, goal.color.a = 0.1, 0.8, 0.1, 0.8
-        markers.markers.append(goal)
-        trail = Marker()
-        trail.header.frame_id = names.BASE_FRAME
-        trail.header.stamp = stamp
-        trail.ns, trail.id, trail.type, trail.action = "ee_trajectory", 0, Marker.LINE_STRIP, Marker.ADD
-        trail.pose.orientation.w = 1.0
-        trail.scale.x = 0.005
-        trail.color.r, trail.color.g, trail.color.b, trail.color.a = 0.9, 0.3, 0.1, 1.0
-        trail.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in self.trail]
-        markers.markers.append(trail)
-        self.marker_pub.publish(markers)
+        self.marker_pub.publish(MarkerArray(markers=[
+            conv.goal_marker(stamp, self.goal, "goal", (0.1, 0.8, 0.1, 0.8)),
+            conv.path_marker(stamp, [conv.point_msg(p) for p in self.trail], "ee_trajectory", (0.9, 0.3, 0.1, 1.0)),
+        ]))
 
     def close(self) -> None:
         for env in getattr(self, "envs", []):
