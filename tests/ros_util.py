@@ -1,8 +1,16 @@
-"""Helpers of the tests/test_ros_*.py modules: nodes as real processes, and an rclpy context.
+"""Helpers of the ROS test modules: nodes as real processes, and an in-process probe node.
 
-Each test module picks its own ROS domain (from the pid and a per-module offset), so modules
-and parallel runs on one machine do not hear each other. No mocks: every node runs in its own
-process, as `drl-control launch` or `ros2 run` would start it, and talks over FastDDS.
+Each test module picks its own ROS domain (`domain_id(offset)`: from the pid and a per-module
+offset), so modules and parallel runs on one machine do not hear each other. No mocks: every node
+runs in its own process, as `drl-control launch` or `ros2 run` would start it, and talks over
+FastDDS.
+
+- `NodeProcess`: one node in a subprocess on a domain, output in a log file, stopped by SIGINT then
+  SIGKILL (by its own pid).
+- `RosClient`: a private rclpy context on a domain with one probe node spun by an executor thread,
+  with `call` (a service, blocking) and `collect` (a topic, into a list).
+- `RosHarness`: a RosClient that also owns the node processes of a test module.
+- `wait_for` (-> bool), `wait_until` (raises), `wait_future`.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -24,6 +32,7 @@ rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 from rclpy.executors import MultiThreadedExecutor
 
 TIMEOUT = 20.0
+BIN = Path(sys.executable).parent  # the venv's console scripts (drl-control, sim_node, ...)
 
 
 def domain_id(offset: int) -> int:
@@ -31,40 +40,90 @@ def domain_id(offset: int) -> int:
     return 1 + (os.getpid() + offset) % 100
 
 
-def ros_env(domain: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(domain)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+def ros_env(domain: int, **extra: str) -> dict[str, str]:
+    return dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                PYTHONUNBUFFERED="1", **extra)
+
+
+# --- waiting -----------------------------------------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = TIMEOUT, period: float = 0.02) -> bool:
+    """Poll `predicate` until it is true or `timeout` passes; returns its last truth."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
+def wait_until(cond: Callable[[], object], timeout: float = TIMEOUT, what: str = "condition") -> None:
+    if not wait_for(cond, timeout):
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_future(future, timeout: float = TIMEOUT, what: str = "a ROS response"):
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    assert done.wait(timeout), f"timed out waiting for {what}"
+    return future.result()
+
+
+# --- node processes ----------------------------------------------------------------------------
 
 
 class NodeProcess:
-    """One node in a subprocess; output goes to a log file (read with `.log()`)."""
+    """One node in a subprocess; output goes to a log file (read with `.log()`).
 
-    def __init__(self, module: str, domain: int, ros_args: Sequence[str] = ()) -> None:
-        self.module = module
-        self._log = tempfile.NamedTemporaryFile(prefix=module.rsplit(".", 1)[-1] + "_", suffix=".log", delete=False)
-        cmd = [sys.executable, "-m", module, "--ros-args", *ros_args]
-        self.proc = subprocess.Popen(cmd, env=ros_env(domain), stdout=self._log, stderr=subprocess.STDOUT)
+    `command`: a module run by `python -m` (drl_control.ros.sim_node), or without a dot a console
+    script of this venv (controller_node). `log`: the log file (default: a temp file).
+    """
+
+    def __init__(self, command: str, domain: int, ros_args: Sequence[str] = (), *, log: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.command = command
+        if log is None:
+            name = command.rsplit(".", 1)[-1]
+            with tempfile.NamedTemporaryFile(prefix=name + "_", suffix=".log", delete=False) as f:
+                log = Path(f.name)
+        self.log_path = Path(log)
+        argv = [sys.executable, "-m", command] if "." in command else [str(BIN / command)]
+        with open(self.log_path, "w") as out:
+            self.proc = subprocess.Popen([*argv, "--ros-args", *ros_args], env=env or ros_env(domain),
+                                         stdout=out, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
-        return Path(self._log.name).read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGINT, wait, then kill; returns the exit status."""
+    def interrupt(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+
+    def wait(self, timeout: float = 10.0) -> int:
+        """Wait for the exit (kill after `timeout`); returns the exit status."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         return self.proc.returncode
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGINT, wait, then kill; returns the exit status."""
+        self.interrupt()
+        return self.wait(timeout)
+
+
+def stop_all(procs: Iterable[NodeProcess], timeout: float = 10.0) -> list[int]:
+    """SIGINT to every process first (they shut down in parallel), then wait for each."""
+    procs = list(procs)
+    for proc in procs:
+        proc.interrupt()
+    return [proc.wait(timeout) for proc in procs]
 
 
 def sim_node(domain: int, namespace: str, **params: object) -> NodeProcess:
@@ -74,10 +133,16 @@ def sim_node(domain: int, namespace: str, **params: object) -> NodeProcess:
     return NodeProcess("drl_control.ros.sim_node", domain, args)
 
 
+# --- the probe node ----------------------------------------------------------------------------
+
+
 class RosClient:
     """A private rclpy context on `domain` spun by a MultiThreadedExecutor thread."""
 
+    wait_for = staticmethod(wait_for)
+
     def __init__(self, domain: int, name: str) -> None:
+        self.domain_id = domain
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node(name, context=self.context)
@@ -86,6 +151,25 @@ class RosClient:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True, name=name)
         self.thread.start()
 
+    def logs(self) -> str:
+        """What the nodes under test wrote (for assertion messages); none here."""
+        return ""
+
+    def call(self, srv_type, name: str, request, timeout: float = 15.0):
+        """Call service `name` and wait for its response."""
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available\n{self.logs()}"
+            return wait_future(client.call_async(request), timeout, what=f"a response from {name}")
+        finally:
+            self.node.destroy_client(client)
+
+    def collect(self, msg_type, topic: str, qos: int = 50) -> tuple[list, object]:
+        """Subscribe; returns (list receiving (monotonic time, msg) tuples, subscription)."""
+        got: list = []
+        sub = self.node.create_subscription(msg_type, topic, lambda m: got.append((time.monotonic(), m)), qos)
+        return got, sub
+
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
@@ -93,16 +177,24 @@ class RosClient:
         self.thread.join(timeout=5.0)
 
 
-def wait_future(future, timeout: float = TIMEOUT):
-    done = threading.Event()
-    future.add_done_callback(lambda _f: done.set())
-    assert done.wait(timeout), "timed out waiting for a ROS response"
-    return future.result()
+class RosHarness(RosClient):
+    """A probe node ("test_probe") plus the node processes of a test module, logs in `log_dir`."""
 
+    def __init__(self, domain: int, log_dir: Path) -> None:
+        super().__init__(domain, "test_probe")
+        self.log_dir = Path(log_dir)
+        self.env = ros_env(domain, OMP_NUM_THREADS="1")
+        self.procs: list[NodeProcess] = []
 
-def wait_until(cond: Callable[[], bool], timeout: float = TIMEOUT, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    def start(self, executable: str, *ros_args: str, name: str | None = None) -> NodeProcess:
+        proc = NodeProcess(executable, self.domain_id, ros_args, log=self.log_dir / f"{name or executable}.log",
+                           env=self.env)
+        self.procs.append(proc)
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.log_path.name}\n{p.log()[-3000:]}" for p in self.procs if p.log_path.exists())
+
+    def close(self) -> None:
+        stop_all(self.procs, timeout=5.0)
+        super().close()

@@ -21,22 +21,20 @@ rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.executors import MultiThreadedExecutor
+from ros_util import domain_id
 
 # Built by `make setup` (scripts/build_interfaces.sh) or `colcon build` in ros2_ws/.
 from drl_control_interfaces.action import Train
 from drl_control_interfaces.msg import ControllerStatus, EnvBatch, LearnerStatus
 from drl_control_interfaces.srv import EnvReset, EnvSpec, EnvStep, LoadPolicy, SetGoal
 
+DOMAIN = domain_id(0)  # offset apart from the other ROS test modules
+
 TIMEOUT = 10.0
 KEYS = ["observation", "achieved_goal", "desired_goal"]
 KEY_SIZES = [20, 3, 3]
 NUM_ENVS = 3
 ACTION_DIM = 7
-
-
-def _domain_id() -> int:
-    # Domain ids 1..100 keep DDS ports in the range that is safe on Linux.
-    return 1 + os.getpid() % 100
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +46,12 @@ def ros():
     discovery and transport between participants.
     """
     saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
-    os.environ["ROS_DOMAIN_ID"] = str(_domain_id())
+    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     sides, nodes = {}, []
     for side in ("server", "client"):
         context = rclpy.Context()
-        rclpy.init(context=context, domain_id=_domain_id())
+        rclpy.init(context=context, domain_id=DOMAIN)
         executor = MultiThreadedExecutor(num_threads=3, context=context)
         thread = threading.Thread(target=executor.spin, daemon=True, name=f"ros-{side}")
         thread.start()

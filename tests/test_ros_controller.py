@@ -36,16 +36,11 @@ from drl_control_interfaces.msg import ControllerStatus
 from drl_control_interfaces.srv import LoadPolicy, SetGoal
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ros_procs import BIN, RosHarness  # noqa: E402
+from ros_util import BIN, RosHarness, domain_id  # noqa: E402
 
 FAKE_NS = "/fake"  # second controller, fed by the test's own joint_states
 CHAIN_NS = "/chain"  # third controller, behind a robot_interface_node relaying to the sim_node in "/"
 CONTROL_DT = 1 / 25.0
-
-
-def _domain_id() -> int:
-    # 1..100 (DDS ports below Linux's ephemeral range); offset apart from the other ROS test modules
-    return 1 + (os.getpid() + 29) % 100
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +61,7 @@ def artifact(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ros(artifact, tmp_path_factory):
-    harness = RosHarness(_domain_id(), tmp_path_factory.mktemp("ros_logs"))
+    harness = RosHarness(domain_id(29), tmp_path_factory.mktemp("ros_logs"))
     # as in config/stacks/deploy.yaml: the controller owns `markers`, the sim's go to sim_markers
     harness.start("sim_node", "-p", "mode:=robot", "-r", f"{names.MARKERS}:=sim_markers", name="sim_node")
     harness.start("controller_node", "-p", f"artifact:={artifact}", "-p", "autostart:=true", name="controller")
@@ -227,7 +222,7 @@ def test_bad_inputs_are_refused_and_the_node_stays_up(ros):
     assert ros.wait_for(lambda: status and status[-1][0] > t0 + 0.1, 3), "controller stopped publishing status"
     last = status[-1][1]
     assert last.holding and "finite" in last.reason, (last.state, last.reason)
-    assert all(proc.poll() is None for proc, _ in ros.procs), ros.logs()
+    assert all(proc.alive() for proc in ros.procs), ros.logs()
 
 
 def test_chain_through_robot_interface_reaches_a_goal(ros):

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from drl_control.robot import iiwa14
 from drl_control.ros import names
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ros_procs import RosHarness  # noqa: E402
+from ros_util import RosHarness, domain_id  # noqa: E402
 
 SPEC = iiwa14()
 HOME = SPEC.home
@@ -39,14 +38,9 @@ OURS = list(SPEC.joint_names)
 PROFILES = load_profiles()
 
 
-def _domain_id() -> int:
-    # 1..100 (DDS ports below Linux's ephemeral range); offset apart from the other ROS test modules
-    return 1 + (os.getpid() + 53) % 100
-
-
 @pytest.fixture(scope="module")
 def ros(tmp_path_factory):
-    h = RosHarness(_domain_id(), tmp_path_factory.mktemp("ros_logs"))
+    h = RosHarness(domain_id(53), tmp_path_factory.mktemp("ros_logs"))
     h.start("sim_node", "-r", "__ns:=/sim_robot", "-p", "mode:=robot", name="sim_node")
     h.start("robot_interface_node", "-r", "__ns:=/drl_sim", "-p", "profile:=sim", "-p", "autostart:=true",
             name="ri_sim")
