@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from drl_control.sim.rollout import run_episode, summarize
+
 Actor = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 
@@ -48,33 +50,14 @@ def evaluate_actor(actor: Actor, env_id: str, *, episodes: int, seed: int, seed_
     if own_env:
         import_env_packages(env_id)
         env = gym.make(env_id)
-    successes, returns, distances, lengths = [], [], [], []
     try:
-        for ep_seed in eval_seeds(seed, episodes, seed_offset):
-            obs, info = env.reset(seed=ep_seed)
-            total, steps, done = 0.0, 0, False
-            while not done:
-                obs, reward, terminated, truncated, info = env.step(actor(obs))
-                total += float(reward)
-                steps += 1
-                done = terminated or truncated
-            successes.append(float(bool(info.get("is_success", False))))
-            returns.append(total)
-            lengths.append(steps)
-            distances.append(float(np.linalg.norm(np.asarray(obs["achieved_goal"]) - np.asarray(obs["desired_goal"]))))
+        runs = [run_episode(env, actor, ep_seed) for ep_seed in eval_seeds(seed, episodes, seed_offset)]
     finally:
         if own_env:
             env.close()
-    return {
-        "env_id": env_id,
-        "episodes": episodes,
-        "seed": seed,
-        "success_rate": float(np.mean(successes)),
-        "mean_return": float(np.mean(returns)),
-        "mean_final_distance": float(np.mean(distances)),
-        "mean_length": float(np.mean(lengths)),
-        "successes": successes,
-    }
+    return {**summarize(env_id, seed, runs),
+            "mean_length": float(np.mean([r.length for r in runs])),
+            "successes": [float(r.success) for r in runs]}
 
 
 def load_run_model(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:

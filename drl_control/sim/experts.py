@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 
 from drl_control.robot import kinematics
+from drl_control.sim.rollout import run_episode, summarize
 from drl_control.sim.tasks import OBJECT_HALF
 
 PUSHER_RADIUS = 0.018  # ball end of urdf/tools/pusher.urdf
@@ -126,30 +127,13 @@ def run_episodes(env_id: str, episodes: int, seed: int, gif: str | None = None) 
         raise ValueError(f"unknown env id {env_id!r}")
     env = gym.make(env_id, render_mode="rgb_array" if gif else None)
     expert = make_expert(env)
-    successes, returns, distances, frames = [], [], [], []
+    frames: list = []
     start = time.perf_counter()
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        done, total, info = False, 0.0, {}
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(expert.act())
-            total += float(reward)
-            done = terminated or truncated
-            if gif and episode == 0:
-                frames.append(env.render())
-        successes.append(bool(info.get("is_success", False)))
-        returns.append(total)
-        distances.append(float(np.linalg.norm(obs["achieved_goal"] - obs["desired_goal"])))
+    runs = [run_episode(env, lambda _obs: expert.act(), seed + episode,
+                        after_step=(lambda: frames.append(env.render())) if gif and episode == 0 else None)
+            for episode in range(episodes)]
     env.close()
-    summary = {
-        "env_id": env_id,
-        "episodes": episodes,
-        "seed": seed,
-        "success_rate": float(np.mean(successes)),
-        "mean_return": float(np.mean(returns)),
-        "mean_final_distance": float(np.mean(distances)),
-        "wall_time_s": time.perf_counter() - start,
-    }
+    summary = {**summarize(env_id, seed, runs), "wall_time_s": time.perf_counter() - start}
     if gif:
         from drl_control.sim.media import write_gif
 
