@@ -5,64 +5,13 @@ model, the markers and use iiwa_link_0 as fixed frame."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import yaml
+from launch_util import declared_arguments, load_launch_file
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Recorder:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-
-class _LaunchConfiguration:
-    def __init__(self, name):
-        self.name = name
-
-    def perform(self, context):
-        return context[self.name]
-
-
-@pytest.fixture
-def launch_stubs(monkeypatch):
-    launch = types.ModuleType("launch")
-    actions = types.ModuleType("launch.actions")
-    subs = types.ModuleType("launch.substitutions")
-    launch_ros = types.ModuleType("launch_ros")
-    ros_actions = types.ModuleType("launch_ros.actions")
-
-    class LaunchDescription(list):
-        pass
-
-    class Node(_Recorder):
-        pass
-
-    class OpaqueFunction(_Recorder):
-        pass
-
-    launch.LaunchDescription = LaunchDescription
-    actions.DeclareLaunchArgument = type("DeclareLaunchArgument", (_Recorder,), {})
-    actions.LogInfo = type("LogInfo", (_Recorder,), {})
-    actions.OpaqueFunction = OpaqueFunction
-    subs.LaunchConfiguration = _LaunchConfiguration
-    ros_actions.Node = Node
-    for name, module in {"launch": launch, "launch.actions": actions, "launch.substitutions": subs,
-                         "launch_ros": launch_ros, "launch_ros.actions": ros_actions}.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    return Node, OpaqueFunction
-
-
-def _load_launch_file():
-    spec = importlib.util.spec_from_file_location("deploy_launch", ROOT / "launch" / "deploy.launch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("overrides,expected", [
@@ -74,11 +23,10 @@ def _load_launch_file():
 ])
 def test_launch_file_builds_nodes_from_the_stack(launch_stubs, overrides, expected):
     Node, OpaqueFunction = launch_stubs
-    module = _load_launch_file()
+    module = load_launch_file("deploy.launch.py")
     module._package_available = lambda package: True
     description = module.generate_launch_description()
-    declared = {a.args[0]: a.kwargs["default_value"] for a in description if type(a).__name__ ==
-                "DeclareLaunchArgument"}
+    declared = declared_arguments(description)
     assert {"artifact", "sim", "command_interface", "autostart", "rviz"} <= set(declared)
     opaque = next(a for a in description if isinstance(a, OpaqueFunction))
     context = {**declared, "artifact": "/tmp/artifact", **overrides}

@@ -13,10 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 
 import pytest
+from launch_util import declared_arguments, load_launch_file
 from ros_util import RosClient, domain_id, ros_env, wait_until
 
 pytest.importorskip("rclpy")
@@ -51,42 +51,16 @@ def test_format_param_round_trips_through_yaml():
         assert yaml.safe_load(st.format_param(value)) == value, value
 
 
-def test_launch_file_builds_nodes_from_the_stack(monkeypatch):
+def test_launch_file_builds_nodes_from_the_stack(launch_stubs):
     """launch/train.launch.py against stand-ins of launch/launch_ros (not installable here)."""
-    made = {}
-
-    class Action:
-        def __init__(self, *args, **kwargs):
-            self.args, self.kwargs = args, kwargs
-
-    class LaunchConfiguration:
-        def __init__(self, name):
-            self.name = name
-
-        def perform(self, context):
-            return context.get(self.name, made["defaults"][self.name])
-
-    launch = types.ModuleType("launch")
-    launch.LaunchDescription = lambda entities: entities
-    actions = types.ModuleType("launch.actions")
-    actions.DeclareLaunchArgument = lambda name, default_value, description: made.setdefault(
-        "defaults", {}).__setitem__(name, default_value) or ("arg", name)
-    actions.LogInfo = lambda msg: ("log", msg)
-    actions.OpaqueFunction = lambda function: ("opaque", function)
-    subs = types.ModuleType("launch.substitutions")
-    subs.LaunchConfiguration = LaunchConfiguration
-    launch_ros = types.ModuleType("launch_ros")
-    ros_actions = types.ModuleType("launch_ros.actions")
-    ros_actions.Node = Action
-    for name, mod in {"launch": launch, "launch.actions": actions, "launch.substitutions": subs,
-                      "launch_ros": launch_ros, "launch_ros.actions": ros_actions}.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    namespace: dict = {}
-    exec(compile((ROOT / "launch" / "train.launch.py").read_text(), "train.launch.py", "exec"), namespace)
-    entities = namespace["generate_launch_description"]()
-    assert ("arg", "workers") in entities
-    kind, function = entities[-1]
-    nodes = function({"workers": "[/x]"})
+    Node, OpaqueFunction = launch_stubs
+    description = load_launch_file("train.launch.py").generate_launch_description()
+    declared = declared_arguments(description)
+    assert "workers" in declared
+    opaque = description[-1]
+    assert isinstance(opaque, OpaqueFunction)
+    nodes = opaque.kwargs["function"]({**declared, "workers": "[/x]"})
+    assert all(isinstance(n, Node) for n in nodes)
     assert [(n.kwargs["executable"], n.kwargs["namespace"]) for n in nodes] == [("sim_node", "/x"),
                                                                                 ("learner_node", "/")]
     assert nodes[1].kwargs["parameters"][0]["workers"] == ["/x"]
