@@ -80,6 +80,13 @@ class IiwaGoalEnv(gym.Env):
             [self.world.client.getJointInfo(self.arm.body, j)[13] for j in self.arm.joint_ids]
         )
         self._last_action = np.zeros(self.arm.action_dim, dtype=np.float32)
+        # Every body's pose as built: a reset after a physics blow-up puts them back (see _recover_physics).
+        client = self.world.client
+        self._initial_poses = {
+            body: client.getBasePositionAndOrientation(body)
+            for body in (client.getBodyUniqueId(i) for i in range(client.getNumBodies()))
+        }
+        self._physics_error = False
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(self.arm.action_dim,), dtype=np.float32)
         obs_dim = sum(n for _, n in self.observation_layout())
@@ -140,8 +147,21 @@ class IiwaGoalEnv(gym.Env):
             "desired_goal": self.task.goal.astype(np.float32),
         }
 
+    def _recover_physics(self) -> None:
+        """Undo a blow-up: NaN spreads to every body of the articulation (the fixed base included),
+        and resetting joint angles alone leaves the base NaN, so every later step blows up again.
+        Put each body back at its pose as built, at rest; the arm and task resets then do the rest."""
+        client = self.world.client
+        for body, (position, orientation) in self._initial_poses.items():
+            client.resetBasePositionAndOrientation(body, position, orientation)
+            client.resetBaseVelocity(body, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+        self.world.touch()
+        self._physics_error = False
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if self._physics_error:
+            self._recover_physics()
         self.arm.reset()
         self.task.reset(self.np_random)
         self.randomizer.on_reset(
@@ -152,6 +172,8 @@ class IiwaGoalEnv(gym.Env):
         if self.arm.has_gripper:
             self._last_action[-1] = 1.0  # hold the gripper open while a delayed action is pending
         obs = self._get_obs()
+        if not all(np.isfinite(v).all() for v in obs.values()):
+            raise RuntimeError("physics state is not finite after reset and could not be recovered")
         return obs, {"is_success": bool(self.task.is_success(obs["achieved_goal"], obs["desired_goal"]))}
 
     def step(self, action):
@@ -171,8 +193,9 @@ class IiwaGoalEnv(gym.Env):
         self.world.step(self.randomizer.substeps(self.np_random, self.world.substeps), friction)
         obs = self._get_obs()
         # The observation holds the TCP and any object position, so this covers a physics blow-up.
-        if not np.isfinite(obs["observation"]).all():
-            log.warning("physics blow-up: non-finite simulator state, truncating the episode")
+        if not all(np.isfinite(v).all() for v in obs.values()):
+            self._physics_error = True
+            log.warning("physics blow-up: non-finite simulator state, truncating the episode (reset recovers)")
             return self._safe_obs(obs), -1.0, False, True, {"is_success": False, "physics_error": True}
         distance = float(goal_distance(obs["achieved_goal"], obs["desired_goal"]))
         reward = float(reward_from_distance(distance, self.reward_type, self.task.distance_threshold))
