@@ -36,9 +36,11 @@ def make_env(env_id: str, rank: int = 0, seed: int | None = None) -> gym.Env:
     from stable_baselines3.common.monitor import Monitor
 
     if multiprocessing.parent_process() is not None:
-        # SubprocVecEnv worker: Ctrl-C in a terminal reaches the whole process group; the parent
-        # turns it into "checkpoint and stop", which needs the workers alive until it closes them.
+        # SubprocVecEnv worker: Ctrl-C in a terminal (or `kill -TERM -<pgid>`) reaches the whole
+        # process group; the parent turns it into "checkpoint and stop", which needs the workers
+        # alive until it closes them. A worker still exits when its parent dies (its pipe closes).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import_env_packages(env_id)
     env = gym.make(env_id)
     env = Monitor(env, info_keywords=("is_success",))

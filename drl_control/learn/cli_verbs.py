@@ -48,9 +48,12 @@ def train_cli(args: argparse.Namespace) -> int:
     cfg = _resolve_train_config(args)
     out = args.out or args.resume
     trainer_cancel = threading.Event()
-    bar = tqdm(total=cfg["total_timesteps"], unit="step", dynamic_ncols=True, file=sys.stderr)
+    bars: list[Any] = []  # made on the first progress report: an early refusal prints only its error line
 
     def on_progress(p: Progress) -> None:
+        if not bars:
+            bars.append(tqdm(total=cfg["total_timesteps"], unit="step", dynamic_ncols=True, file=sys.stderr))
+        bar = bars[0]
         bar.n = p.timesteps
         sr = "-" if math.isnan(p.success_rate) else f"{p.success_rate:.2f}"
         bar.set_postfix_str(f"success {sr}  ep {p.episodes}  {p.fps:.0f} steps/s", refresh=False)
@@ -70,12 +73,15 @@ def train_cli(args: argparse.Namespace) -> int:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        bar.close()
+        for bar in bars:
+            bar.close()
     print(f"run directory: {result.run_dir}")
     print(f"timesteps: {result.timesteps}  wall time: {result.wall_time_s:.1f} s  checkpoint: {result.checkpoint}")
     if result.cancelled:
-        print(f"cancelled; resume with: drl-control train --resume {result.run_dir}")
-        return 130
+        # An asked-for stop that saved everything is a success (issue 5): exit 0, not 130.
+        print(f"stopped by signal at {result.timesteps} steps, checkpoint saved; resume with: "
+              f"drl-control train --resume {result.run_dir}")
+        return 0
     if result.eval:
         print(f"eval success rate: {result.eval['success_rate']:.3f} over {result.eval['episodes']} episodes "
               f"(mean final distance {result.eval['mean_final_distance']:.4f} m)")

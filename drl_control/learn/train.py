@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import csv
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,8 +28,15 @@ from typing import Any
 import numpy as np
 
 from drl_control.learn.algos import VecEnvFactory, build_model, default_vec_env_factory, wrap_normalizer
-from drl_control.learn.checkpoint import latest_checkpoint, restore_checkpoint, save_checkpoint
+from drl_control.learn.checkpoint import (
+    checked_latest,
+    latest_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from drl_control.learn.config import dump_config, load_yaml, validate_config
+
+log = logging.getLogger(__name__)
 
 EPISODE_FIELDS = ("env_step", "episode", "return", "length", "success", "final_distance", "wall_time")
 
@@ -101,12 +109,22 @@ def _run_callback(*args: Any, **kwargs: Any) -> Any:
 
         def _on_step(self) -> bool:
             assert self.returns is not None and self.lengths is not None
+            if self.t.cancel.is_set():
+                # SB3 stops before storing this step's transition; count it as not taken, so the
+                # checkpoint's num_timesteps matches its replay buffer and a resume continues exactly.
+                if getattr(self.model, "replay_buffer", None) is not None:
+                    self.model.num_timesteps -= self.training_env.num_envs
+                return False
             rewards = np.asarray(self.locals["rewards"], dtype=np.float64)
             dones = self.locals["dones"]
             infos = self.locals["infos"]
             self.returns += rewards
             self.lengths += 1
             for i in np.flatnonzero(dones):
+                if infos[i].get("physics_error"):
+                    self.t.physics_errors += 1
+                    log.warning("physics blow-up in env %d at step %d: episode truncated, env reset (%d so far)",
+                                i, self.model.num_timesteps, self.t.physics_errors)
                 success = float(bool(infos[i].get("is_success", False)))
                 self.t.episodes += 1
                 self.recent_success.append(success)
@@ -120,7 +138,7 @@ def _run_callback(*args: Any, **kwargs: Any) -> Any:
             if self.t.on_progress and self.model.num_timesteps - self.last_progress >= self.t.progress_every:
                 self.last_progress = self.model.num_timesteps
                 self.t.on_progress(self.progress())
-            return not self.t.cancel.is_set()
+            return True
 
         def _on_rollout_end(self) -> None:
             # Checkpoint here, not in _on_step: SB3 stores the step's transition after on_step.
@@ -160,6 +178,7 @@ class Trainer:
         self.keep = int(train_cfg.get("keep_checkpoints", 2))
         self.progress_every = int(train_cfg.get("progress_every", 500))
         self.episodes = 0
+        self.physics_errors = 0
         self.model: Any = None
         self.normalizer: Any = None
         self._csv: Any = None
@@ -183,6 +202,8 @@ class Trainer:
         import torch
 
         torch.set_num_threads(int(self.cfg.get("train", {}).get("torch_threads", 1)))
+        if self.resume_from is not None:
+            checked_latest(self.resume_from)  # refuse a broken checkpoint before envs start
         self.run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(self.cfg, self.run_dir / "config.yaml")
         venv = self.factory(int(self.cfg.get("n_envs", 1)), int(self.cfg.get("seed", 0)))
