@@ -1,7 +1,8 @@
 """`drl-control` command line. Each verb is a small adapter: parse arguments, call the core, print.
 
 User errors (bad files, bad configs, bad ids) exit with status 2 and a one-line message, never a
-traceback; every verb raises `UserError` (or ValueError/FileNotFoundError) for those.
+traceback; every verb raises `UserError` (or ValueError/OSError) for those. Anything else is an
+internal error: one line, exit status 1 (DRL_CONTROL_DEBUG=1 re-raises it with its traceback).
 """
 
 from __future__ import annotations
@@ -119,17 +120,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (UserError, ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"drl-control {args.verb}: error: {exc}", file=sys.stderr)
+    except (UserError, ValueError, OSError, KeyError) as exc:
+        # OSError: a path that is a directory, unreadable, on a full disk, ... (user's environment)
+        print(f"drl-control {args.verb}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"drl-control {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # never a traceback for the user (issue 5); DRL_CONTROL_DEBUG=1 shows it
+        import os
+
+        if os.environ.get("DRL_CONTROL_DEBUG"):
+            raise
+        print(f"drl-control {args.verb}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(run with DRL_CONTROL_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import threading
@@ -165,6 +166,10 @@ def test_checkpoint_loading_never_unpickles_code(tmp_path: Path) -> None:
             return (Path.touch, (marker,))
 
     (ckpt / "optimizers.pt").write_bytes(pickle.dumps({"actor.optimizer": Evil()}))
+    # an attacker can rewrite state.json's SHA-256 too: the loader itself must refuse the pickle
+    state = read_state(ckpt)
+    state["files"]["optimizers.pt"] = hashlib.sha256((ckpt / "optimizers.pt").read_bytes()).hexdigest()
+    (ckpt / "state.json").write_text(json.dumps(state))
     venv = wrap_normalizer(DummyVecEnv([lambda: make_env(ENV)]), trainer.cfg)
     with pytest.raises(CheckpointError, match="unreadable checkpoint"):
         restore_checkpoint(build_model(trainer.cfg, venv), ckpt, venv)

@@ -88,6 +88,9 @@ def write_artifact(out_dir: str | Path, meta: dict[str, Any], tensors: Mapping[s
     for name in (TENSORS_NAME, JSON_NAME):
         with open(tmp / name, "rb") as f:
             os.fsync(f.fileno())
+    if out.exists() and not out.is_dir():
+        shutil.rmtree(tmp)
+        raise ArtifactError(f"{out}: exists and is not a directory; refusing to overwrite")
     if out.exists():
         if not (out / JSON_NAME).is_file() and any(out.iterdir()):
             shutil.rmtree(tmp)
@@ -198,7 +201,13 @@ def read_artifact(
         meta = json.loads((path / JSON_NAME).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path}: policy.json is not valid JSON ({exc})") from None
-    validate_meta(meta, path)
+    try:
+        validate_meta(meta, path)
+    except ArtifactError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+        # a field of the wrong shape deep inside policy.json (a list where a mapping belongs, ...)
+        raise ArtifactError(f"{path}: policy.json is malformed ({type(exc).__name__}: {exc})") from None
     check_expectations(meta, path, joint_names=joint_names, observation_layout=observation_layout, env_id=env_id)
     digest = sha256_file(path / TENSORS_NAME)
     if digest != meta["tensors"].get("sha256"):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from drl_control.deploy.artifact import read_artifact
+from drl_control.deploy.artifact import ArtifactError, read_artifact
 
 _ACT: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU,
@@ -68,7 +68,11 @@ class DeployPolicy:
         """Load and verify an artifact; the optional arguments refuse one made for something else."""
         meta, tensors = read_artifact(path, joint_names=joint_names, observation_layout=observation_layout,
                                       env_id=env_id)
-        return cls(meta, tensors)
+        try:
+            return cls(meta, tensors)
+        except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+            # read_artifact checked the schema; this is the last line against values it cannot see
+            raise ArtifactError(f"{path}: cannot build the policy network ({type(exc).__name__}: {exc})") from None
 
     # --- facts the controller needs -------------------------------------------------------
     @property

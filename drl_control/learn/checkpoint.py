@@ -10,22 +10,29 @@ code. A checkpoint here is a directory of plain data instead:
   state.json           counters
 Resume = build a fresh model from the run's saved config, then `restore_checkpoint`.
 A checkpoint is written into a temporary directory, fsynced, then renamed; `LATEST` is replaced
-atomically afterwards, so a kill at any moment leaves the previous `LATEST` intact.
+atomically afterwards, so a kill at any moment leaves the previous `LATEST` intact. A directory
+that LATEST names is never modified (a second save of one step goes to `step_<N>_<k>`).
+state.json lists every other file with its SHA-256; a missing, truncated or corrupt file is
+refused with a CheckpointError (a ValueError) naming it, as is anything that does not fit the model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import time
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 CHECKPOINT_FORMAT = 1
@@ -99,7 +106,10 @@ def _restore_replay(buffer: Any, path: Path) -> None:
                 f"{path}: replay buffer of size {int(data['buffer_size'])} x {int(data['n_envs'])} envs does not fit "
                 f"the model's {buffer.buffer_size} x {buffer.n_envs} (change algorithm.buffer_size / --n-envs back)"
             )
-        buffer.pos = int(data["pos"])
+        pos = int(data["pos"])
+        if not 0 <= pos <= buffer.buffer_size:
+            raise CheckpointError(f"{path}: replay position {pos} outside the buffer of size {buffer.buffer_size}")
+        buffer.pos = pos
         buffer.full = bool(data["full"])
         for name in data.files:
             if name in ("pos", "full", "buffer_size", "n_envs"):
@@ -121,12 +131,55 @@ def _restore_replay(buffer: Any, path: Path) -> None:
             buffer.truncate_last_trajectory()
 
 
+_NAME = re.compile(r"step_(\d{10})(?:_(\d+))?")
+
+
+def _order(name: str) -> tuple[int, int]:
+    m = _NAME.fullmatch(name)
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else (-1, -1)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_leftovers(ckpt_root: Path) -> None:
+    """Temp dirs of saves that were killed half-way (their process is gone)."""
+    for p in ckpt_root.iterdir():
+        m = re.fullmatch(r"\.tmp-step_\d+(?:_\d+)?-(\d+)", p.name)
+        if m and p.is_dir() and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def save_checkpoint(run_dir: str | Path, model: Any, normalizer: Any = None, extra: dict[str, Any] | None = None,
                     keep: int = 2) -> Path:
-    """Write `checkpoints/step_<N>` atomically, point LATEST at it, keep the newest `keep`."""
+    """Write `checkpoints/step_<N>` atomically, point LATEST at it, keep the newest `keep`.
+
+    A directory LATEST names is never modified or replaced: a second save of the same step
+    (periodic + final) goes to `step_<N>_<k>`, so a kill at any moment leaves LATEST complete.
+    """
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(ckpt_root)
     name = f"step_{model.num_timesteps:010d}"
+    k = 0
+    while (ckpt_root / name).exists():
+        k += 1
+        name = f"step_{model.num_timesteps:010d}_{k}"
     tmp = ckpt_root / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -147,6 +200,8 @@ def save_checkpoint(run_dir: str | Path, model: Any, normalizer: Any = None, ext
         np.savez(tmp / "replay_buffer.npz", **_replay_arrays(model.replay_buffer))
     if normalizer is not None:
         _write_json(tmp / "normalizer.json", normalizer.state_dict())
+    for f in tmp.iterdir():
+        _fsync_file(f)
     state = {
         "format": CHECKPOINT_FORMAT,
         "algo": type(model).__name__.lower(),
@@ -155,24 +210,21 @@ def save_checkpoint(run_dir: str | Path, model: Any, normalizer: Any = None, ext
         "episode_num": int(getattr(model, "_episode_num", 0)),
         "state_dicts": state_dicts,
         "saved_at": time.time(),
+        # every other file with its SHA-256: a truncated, corrupt or missing file is refused on load
+        "files": {f.name: _sha256(f) for f in sorted(tmp.iterdir())},
         **(extra or {}),
     }
     _write_json(tmp / "state.json", state)
-    for f in tmp.iterdir():
-        _fsync_file(f)
+    _fsync_file(tmp / "state.json")
     _fsync_dir(tmp)
 
     final = ckpt_root / name
-    old = None
-    if final.exists():  # same step saved twice (periodic + final): replace it
-        old = ckpt_root / f".old-{name}-{os.getpid()}"
-        os.rename(final, old)
     os.rename(tmp, final)
     _fsync_dir(ckpt_root)
     atomic_write_text(ckpt_root / LATEST, name + "\n")
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in sorted(p for p in ckpt_root.iterdir() if p.is_dir() and p.name.startswith("step_"))[:-keep]:
+    steps = sorted((p for p in ckpt_root.iterdir() if p.is_dir() and _NAME.fullmatch(p.name)),
+                   key=lambda p: _order(p.name))
+    for stale in steps[:-keep]:
         if stale.name != name:
             shutil.rmtree(stale, ignore_errors=True)
     return final
@@ -184,20 +236,59 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
     pointer = root / LATEST
     if not pointer.is_file():
         raise CheckpointError(f"{run_dir}: no checkpoint (missing {pointer})")
-    path = root / pointer.read_text().strip()
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{pointer}: unreadable ({exc})") from None
+    if not _NAME.fullmatch(name):
+        raise CheckpointError(f"{pointer}: does not name a checkpoint (got {name[:40]!r})")
+    path = root / name
     if not (path / "state.json").is_file():
         raise CheckpointError(f"{run_dir}: LATEST names {path.name}, which is missing or incomplete")
     return path
 
 
 def read_state(ckpt: Path) -> dict[str, Any]:
-    return json.loads((ckpt / "state.json").read_text())
+    """state.json of a checkpoint, checked for the fields a restore needs."""
+    path = Path(ckpt) / "state.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
+        raise CheckpointError(f"{path}: unreadable or not JSON ({exc})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(state).__name__}")
+    for key in ("num_timesteps", "n_updates", "episode_num"):
+        if not isinstance(state.get(key), int) or isinstance(state.get(key), bool) or state[key] < 0:
+            raise CheckpointError(f"{path}: field {key!r} is missing or not a non-negative integer")
+    files = state.get("files", {})
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"{path}: field 'files' is not a mapping of file name to SHA-256")
+    return state
+
+
+def verify_files(ckpt: Path, state: dict[str, Any]) -> None:
+    """Every file state.json lists exists and has its recorded SHA-256 (older checkpoints list none)."""
+    for name, digest in state.get("files", {}).items():
+        path = ckpt / name
+        if "/" in name or not path.is_file():
+            raise CheckpointError(f"{ckpt}: incomplete checkpoint, {name} is missing")
+        if _sha256(path) != digest:
+            raise CheckpointError(f"{ckpt}: {name} is corrupt or truncated (SHA-256 does not match state.json)")
+
+
+def checked_latest(run_dir: str | Path) -> Path:
+    """LATEST of a run, with state.json and every file's SHA-256 checked: a cheap refusal before
+    an env or a model is built (`restore_checkpoint` checks again what it loads)."""
+    ckpt = latest_checkpoint(run_dir)
+    verify_files(ckpt, read_state(ckpt))
+    return ckpt
 
 
 def restore_checkpoint(model: Any, ckpt: str | Path, normalizer: Any = None, replay: bool = True) -> dict[str, Any]:
     """Load a checkpoint into a freshly built `model` (and normalizer); returns state.json."""
     ckpt = Path(ckpt)
     state = read_state(ckpt)
+    verify_files(ckpt, state)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{ckpt}: checkpoint format {state.get('format')} (expected {CHECKPOINT_FORMAT})")
     algo = type(model).__name__.lower()
@@ -207,24 +298,38 @@ def restore_checkpoint(model: Any, ckpt: str | Path, normalizer: Any = None, rep
         params: dict[str, Any] = {"policy": load_file(ckpt / "policy.safetensors")}
         params.update(torch.load(ckpt / "optimizers.pt", weights_only=True))
         variables = load_file(ckpt / "variables.safetensors")
-    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+    except (OSError, RuntimeError, ValueError, EOFError, SafetensorError, pickle.UnpicklingError) as exc:
         # weights_only=True refuses anything but tensors/containers: a file that tries to run code lands here
         raise CheckpointError(f"{ckpt}: unreadable checkpoint: {exc}") from exc
     try:
         model.set_parameters(params, exact_match=True)
-    except (RuntimeError, ValueError) as exc:
+        for var, value in variables.items():
+            # in place: optimizers hold references to these tensors
+            getattr(model, var).data.copy_(value)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{ckpt}: weights do not fit the model built from the config: {exc}") from exc
-    for var, value in variables.items():
-        # in place: optimizers hold references to these tensors
-        getattr(model, var).data.copy_(value)
     model.num_timesteps = int(state["num_timesteps"])
     model._n_updates = int(state["n_updates"])
     model._episode_num = int(state["episode_num"])
-    if replay and getattr(model, "replay_buffer", None) is not None and (ckpt / "replay_buffer.npz").is_file():
-        _restore_replay(model.replay_buffer, ckpt / "replay_buffer.npz")
+    if replay and getattr(model, "replay_buffer", None) is not None:
+        path = ckpt / "replay_buffer.npz"
+        if path.is_file():
+            try:
+                _restore_replay(model.replay_buffer, path)
+            except CheckpointError:
+                raise
+            except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError,
+                    zipfile.BadZipFile) as exc:
+                # allow_pickle=False: a pickle (or object array) posing as .npz lands here, unexecuted
+                raise CheckpointError(f"{path}: unreadable or does not fit the replay buffer: {exc}") from None
+        elif "files" in state:
+            raise CheckpointError(f"{ckpt}: incomplete checkpoint, replay_buffer.npz is missing")
     if normalizer is not None:
         path = ckpt / "normalizer.json"
         if not path.is_file():
             raise CheckpointError(f"{ckpt}: normalization is enabled but normalizer.json is missing")
-        normalizer.load_state_dict(json.loads(path.read_text()))
+        try:
+            normalizer.load_state_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: unreadable or does not fit the observation normalizer: {exc}") from None
     return state

@@ -196,13 +196,29 @@ def algorithm_arguments(algo: str) -> dict[str, Any]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping (safe loader: YAML tags cannot construct Python objects)."""
+    """Read a YAML mapping (safe loader: YAML tags cannot construct Python objects).
+
+    Every way a file can be bad (missing, a directory, unreadable, not UTF-8, a syntax error, a
+    `!!python/...` tag, empty, not a mapping) raises ConfigError / FileNotFoundError with one line.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a YAML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text())
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{path}: empty file (expected a YAML mapping of config keys)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data

@@ -49,7 +49,10 @@ def evaluate_actor(actor: Actor, env_id: str, *, episodes: int, seed: int, seed_
     own_env = env is None
     if own_env:
         import_env_packages(env_id)
-        env = gym.make(env_id)
+        try:
+            env = gym.make(env_id)
+        except gym.error.Error as exc:  # an unknown env id (a bad artifact or config): a user error
+            raise ValueError(f"cannot make env {env_id!r}: {exc}") from None
     try:
         runs = [run_episode(env, actor, ep_seed) for ep_seed in eval_seeds(seed, episodes, seed_offset)]
     finally:
@@ -65,10 +68,11 @@ def load_run_model(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from drl_control.learn.algos import build_model, make_env, wrap_normalizer
-    from drl_control.learn.checkpoint import latest_checkpoint, restore_checkpoint
+    from drl_control.learn.checkpoint import checked_latest, restore_checkpoint
     from drl_control.learn.train import load_run_config
 
     cfg = load_run_config(run_dir)
+    ckpt = checked_latest(run_dir)  # before building anything
     eval_cfg = copy.deepcopy(cfg)
     if cfg["algo"] != "ppo":
         eval_cfg.setdefault("algorithm", {})["buffer_size"] = 1000  # no replay needed to act
@@ -76,7 +80,7 @@ def load_run_model(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     venv = wrap_normalizer(venv, eval_cfg, training=False)
     normalizer = venv if hasattr(venv, "state_dict") else None
     model = build_model(eval_cfg, venv)
-    restore_checkpoint(model, latest_checkpoint(run_dir), normalizer, replay=False)
+    restore_checkpoint(model, ckpt, normalizer, replay=False)
     return model, normalizer, cfg
 
 

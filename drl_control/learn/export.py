@@ -192,7 +192,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     model, normalizer, cfg = load_run_model(run_dir)
     metrics = {}
     if (run_dir / "eval.json").is_file():
-        metrics = json.loads((run_dir / "eval.json").read_text())
+        try:
+            metrics = json.loads((run_dir / "eval.json").read_text())
+        except ValueError as exc:
+            raise ValueError(f"{run_dir / 'eval.json'}: not valid JSON ({exc})") from None
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{run_dir / 'eval.json'}: expected a JSON object")
         metrics.pop("successes", None)
     try:
         return export_model(model, normalizer, cfg, out_dir, metrics)

@@ -28,11 +28,15 @@ def plot_run(run_dir: str | Path, window: int = 50) -> Path:
     path = run_dir / "episodes.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no episodes.csv (not a run directory?)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    steps = np.array([float(r["env_step"]) for r in rows])
-    success = np.array([float(r["success"]) for r in rows])
-    returns = np.array([float(r["return"]) for r in rows])
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        steps = np.array([float(r["env_step"]) for r in rows])
+        success = np.array([float(r["success"]) for r in rows])
+        returns = np.array([float(r["return"]) for r in rows])
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
+        what = f"missing column {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"{path}: malformed episodes.csv ({what})") from None
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     ax1.plot(steps, _rolling(success, window), color="tab:green")
     ax1.set_ylabel(f"success rate (last {window} ep.)")
