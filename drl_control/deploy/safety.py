@@ -14,7 +14,8 @@ Rules, in order (the first that applies decides):
    a person moving it by hand. Re-enabling starts from the measured position (the old hold is
    forgotten), so an arm moved while disabled is never pulled back to a stale setpoint.
 2. no joint state yet                     -> None (nothing is known; nothing is safe to send).
-3. non-finite joint state                 -> hold, reason.
+3. non-finite joint state, or one outside the URDF limits by more than `state_tolerance`
+   (no real encoder reports that: a corrupt message) -> hold, reason.
 4. stale joint state: none received for more than `stale_periods` control periods -> hold.
 5. no proposal yet, or none for more than `command_timeout_periods` periods -> hold.
 6. non-finite proposal, or one of the wrong length -> hold.
@@ -25,8 +26,12 @@ Rules, in order (the first that applies decides):
 9. the flange position of the resulting command (numpy FK) must lie in the workspace box;
    a command leaving the box is refused -> hold.
 
+Every command `decide` returns lies within the URDF limits shrunk by `limit_margin`: the speed
+scaling of rule 8 is followed by a final clamp, so a reference just outside the shrunk limits
+(a measured position within `state_tolerance`) cannot carry the command out of them.
+
 The hold position is the last command that passed every rule, else the measured position
-(clamped into the limits). Joint limits and speeds come from the URDF (`iiwa14()`), never retyped.
+(clamped into the limits; an implausible measured position is never held). Joint limits and speeds come from the URDF (`iiwa14()`), never retyped.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ class SafetyConfig:
     workspace_high: tuple[float, float, float] = (1.0, 0.9, 1.2)
     stale_periods: float = 2.0  # joint state older than this many control periods -> hold
     command_timeout_periods: float = 3.0  # no new proposal for this many periods -> hold
+    state_tolerance: float = 0.05  # rad a measured position may lie beyond a URDF limit
     check_workspace: bool = True
 
     def __post_init__(self) -> None:
@@ -76,6 +82,8 @@ class SafetyConfig:
             raise ValueError("workspace_low/high need 3 values (x, y, z)")
         if not self.stale_periods > 0 or not self.command_timeout_periods > 0:
             raise ValueError("stale_periods and command_timeout_periods must be positive")
+        if not 0 <= self.state_tolerance < 0.5:
+            raise ValueError(f"state_tolerance must be in [0, 0.5) rad, got {self.state_tolerance}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, **overrides: Any) -> SafetyConfig:
@@ -147,6 +155,21 @@ class SafetyFilter:
     def clamp(self, q: np.ndarray) -> np.ndarray:
         return np.clip(q, self.lower, self.upper)
 
+    def state_problem(self, q: np.ndarray | None) -> str:
+        """Why a measured joint position vector is unusable ("" when it is fine)."""
+        n = self.spec.n_joints
+        if q is None:
+            return "no joint state received yet"
+        if len(q) != n or not np.all(np.isfinite(q)):
+            return f"joint state is not {n} finite values: {np.round(q, 4).tolist()}"
+        tol = self.config.state_tolerance
+        bad = np.flatnonzero((q < self.spec.lower - tol) | (q > self.spec.upper + tol))
+        if bad.size:
+            j = int(bad[0])
+            return (f"joint state outside the URDF limits: {self.spec.joint_names[j]} = {q[j]:.4g} rad "
+                    f"not in [{self.spec.lower[j]:.4f}, {self.spec.upper[j]:.4f}]")
+        return ""
+
     def scale_speed(self, reference: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Scale the whole step reference->target (same direction) so no joint exceeds its max step."""
         step = target - reference
@@ -157,10 +180,10 @@ class SafetyFilter:
     def _hold(self, reason: str) -> Decision:
         if self._last_safe is not None:
             return Decision(self._last_safe.copy(), reason, True)
-        if self._state is not None and np.all(np.isfinite(self._state)) and len(self._state) == self.spec.n_joints:
+        if self._state is not None and not self.state_problem(self._state):
             self._last_safe = self.clamp(self._state)
             return Decision(self._last_safe.copy(), reason, True)
-        return Decision(None, reason + "; nothing safe to hold (no finite joint state)", True)
+        return Decision(None, reason + "; nothing safe to hold (no valid joint state)", True)
 
     def decide(self, now: float) -> Decision:
         cfg = self.config
@@ -169,8 +192,9 @@ class SafetyFilter:
             return Decision(None, "disabled", False)
         if self._state is None:
             return Decision(None, "no joint state received yet", True)
-        if len(self._state) != n or not np.all(np.isfinite(self._state)):
-            return self._hold(f"joint state is not {n} finite values: {np.round(self._state, 4).tolist()}")
+        problem = self.state_problem(self._state)
+        if problem:
+            return self._hold(problem)
         age = now - self._state_time
         if age > cfg.stale_periods * cfg.control_dt:
             return self._hold(f"stale joint state ({age * 1e3:.0f} ms old > {cfg.stale_periods:g} periods)")
@@ -189,7 +213,7 @@ class SafetyFilter:
         scaled = self.scale_speed(reference, command)
         if not np.array_equal(scaled, command):
             notes.append("speed scaled")
-            command = scaled
+            command = self.clamp(scaled)  # the reference may lie (within state_tolerance) outside
         if cfg.check_workspace and not self.in_workspace(command):
             flange = np.round(forward(command)[:3, 3], 3).tolist()
             return self._hold(f"command refused: flange {flange} outside workspace box")
