@@ -140,6 +140,10 @@ class ControllerNode(Node):
     # --- inputs ------------------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
         now = time.monotonic()
+        problem = conv.joint_state_problem(msg.name, msg.position, msg.velocity, msg.effort, self.joint_names)
+        if problem:  # the last valid state stays; the stale-state watchdog holds if none follows
+            self._log_reason(f"joint_states rejected: {problem}")
+            return
         velocities = list(msg.velocity) if len(msg.velocity) == len(msg.name) else None
         self._last_state = (list(msg.name), list(msg.position), velocities, now)
         if self.core is not None:
@@ -160,15 +164,17 @@ class ControllerNode(Node):
         return ok, message
 
     def _on_goal(self, msg: PointStamped) -> None:
-        frame = msg.header.frame_id.lstrip("/")
-        if frame not in ("", names.BASE_FRAME):
-            self.get_logger().warning(f"goal rejected: frame {frame!r} is not {names.BASE_FRAME!r} (no tf here)")
+        goal = [msg.point.x, msg.point.y, msg.point.z]
+        problem = conv.point_problem(msg.header.frame_id, goal)
+        if problem:
+            self.get_logger().warning(f"goal rejected: {problem}")
             return
-        ok, message = self.set_goal(np.array([msg.point.x, msg.point.y, msg.point.z]))
+        ok, message = self.set_goal(np.array(goal))
         self._report(ok, f"goal {'accepted' if ok else 'rejected'}: {message}")
 
     def _on_set_goal(self, request: SetGoal.Request, response: SetGoal.Response) -> SetGoal.Response:
         ok, message = self.set_goal(np.array([request.goal.x, request.goal.y, request.goal.z]))
+        self._report(ok, f"{names.SET_GOAL} {'accepted' if ok else 'rejected'}: {message}")
         response.success, response.message = ok, message
         return response
 

@@ -204,6 +204,40 @@ def joint_state_arrays(msg: Any, names: Sequence[str]) -> tuple[np.ndarray, np.n
     return out[0], out[1], out[2]
 
 
+def joint_state_problem(names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
+                        effort: Sequence[float], want: Sequence[str]) -> str:
+    """Why a sensor_msgs/JointState's arrays cannot be read for the joints `want` ("" when they can).
+
+    The message's own contract: unique names, `position` one per name, `velocity` / `effort` one
+    per name or empty; every joint of `want` named. Values are not judged here (NaN or out of range
+    is the safety filter's call, which holds on them).
+    """
+    n = len(names)
+    if len(set(names)) != n:
+        dup = sorted({x for x in names if list(names).count(x) > 1})
+        return f"duplicate joint names {dup}"
+    if len(position) != n:
+        return f"{len(position)} positions for {n} joint names"
+    for field, values in (("velocity", velocity), ("effort", effort)):
+        if len(values) not in (0, n):
+            return f"{len(values)} {field} values for {n} joint names (one per name or none)"
+    missing = [w for w in want if w not in set(names)]
+    if missing:
+        return f"missing joints {missing} (has {list(names)})"
+    return ""
+
+
+def point_problem(frame_id: str, xyz: Sequence[float], base_frame: str = BASE_FRAME) -> str:
+    """Why a geometry_msgs/PointStamped goal is unusable here ("" when it is fine): frame "" or the
+    base frame (no tf lookups), three finite coordinates."""
+    frame = frame_id.lstrip("/")
+    if frame not in ("", base_frame):
+        return f"frame {frame!r} is not {base_frame!r} (no tf here)"
+    if not all(math.isfinite(v) for v in xyz):
+        return f"goal must be 3 finite numbers, got {list(xyz)}"
+    return ""
+
+
 def duration_to_sec(duration: Any) -> float:
     """builtin_interfaces/Duration (or Time) -> seconds."""
     return float(duration.sec) + float(duration.nanosec) * 1e-9

@@ -106,12 +106,17 @@ class RobotInterfaceNode(Node):
     # --- inputs ------------------------------------------------------------------------------
     def _on_driver_state(self, msg: JointState) -> None:
         now = time.monotonic()
-        mapped = self.map.state_to_ours(msg.name, msg.position, msg.velocity, msg.effort)
-        if mapped is None:
-            self._log_reason(f"driver joint_states lack some of {self.map.theirs} (has {list(msg.name)})")
+        problem = conv.joint_state_problem(msg.name, msg.position, msg.velocity, msg.effort, self.map.theirs)
+        mapped = None if problem else self.map.state_to_ours(msg.name, msg.position, msg.velocity, msg.effort)
+        if mapped is None:  # the last valid state stays; the stale-state watchdog holds if none follows
+            self._log_reason(f"driver joint_states rejected: {problem or 'cannot map them'}")
             return
         q, qd, effort = mapped
-        self.safety.observe_state(q, now)
+        self.safety.observe_state(q, now)  # NaN / out of range: the filter holds at once
+        problem = self.safety.state_problem(q)
+        if problem:  # ...and our side never sees it (our controller then holds on stale state)
+            self._log_reason(f"driver joint_states not relayed: {problem}")
+            return
         out = JointState()
         out.header = msg.header
         out.name = list(self.spec.joint_names)
@@ -121,16 +126,32 @@ class RobotInterfaceNode(Node):
         self.state_pub.publish(out)
 
     def _on_positions(self, msg: Float64MultiArray) -> None:
-        self.safety.propose(np.asarray(msg.data, dtype=float), time.monotonic())  # wrong size/NaN -> hold
+        self._propose(names.FORWARD_POSITION_COMMANDS, np.asarray(msg.data, dtype=float))
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         target = None
         if msg.points:
             target = self.map.command_to_ours(list(msg.joint_names), list(msg.points[0].positions))
         if target is None:
-            self._log_reason(f"trajectory rejected: needs joints {self.map.ours} and at least one point")
+            self._log_reason(f"rejected {names.JOINT_TRAJECTORY}: needs joints {self.map.ours} once each and at "
+                             f"least one point (got {list(msg.joint_names)}, {len(msg.points)} points)")
             target = np.full(self.spec.n_joints, np.nan)  # -> hold
-        self.safety.propose(target, time.monotonic())
+            self.safety.propose(target, time.monotonic())
+            return
+        self._propose(names.JOINT_TRAJECTORY, target)
+
+    def _propose(self, topic: str, q: np.ndarray) -> None:
+        """A command for the safety filter: wrong size / NaN -> hold, outside the limits -> clamped (logged)."""
+        n = self.spec.n_joints
+        if q.shape != (n,) or not np.all(np.isfinite(q)):
+            self._log_reason(f"rejected {topic}: not {n} finite positions: {np.round(q, 4).tolist()} (holding)")
+        else:
+            bad = np.flatnonzero((q < self.safety.lower) | (q > self.safety.upper))
+            if bad.size:
+                j = int(bad[0])
+                self._log_reason(f"{topic}: {self.spec.joint_names[j]} = {q[j]:.4g} rad outside the limits "
+                                 f"[{self.safety.lower[j]:.4f}, {self.safety.upper[j]:.4f}] (with margin): clamped")
+        self.safety.propose(q, time.monotonic())
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         self.safety.set_enabled(bool(request.data))

@@ -133,17 +133,35 @@ class SimNode(Node):
         response.deploy_spec_json = json.dumps(conv.to_jsonable(spec))
         return response
 
+    def _refuse(self, response: Any, service: str, reason: str) -> Any:
+        """A rejected env request: success=false, the reason in the response and the log."""
+        response.success = False
+        response.message = reason
+        self.get_logger().warning(f"rejected {service} request: {reason}")
+        return response
+
     def _on_reset(self, request: EnvReset.Request, response: EnvReset.Response) -> EnvReset.Response:
         seeds = [int(s) for s in request.seeds]
+        problem = ""
         if seeds and len(seeds) != self.num_envs:
-            response.success = False
-            response.message = f"expected {self.num_envs} seeds (one per env) or none, got {len(seeds)}"
-            return response
+            problem = f"expected {self.num_envs} seeds (one per env) or none, got {len(seeds)}"
+        elif any(s < 0 for s in seeds):
+            problem = f"seeds must be >= 0, got {seeds}"
+        options = None
+        if not problem and request.options_json.strip():
+            try:
+                options = json.loads(request.options_json)
+            except ValueError as exc:
+                problem = f"options_json is not JSON: {exc}"
+            else:
+                if not isinstance(options, dict):
+                    problem = f"options_json must be a JSON object, got {type(options).__name__}"
+        if problem:  # refused before any env is touched
+            return self._refuse(response, names.RESET, problem)
         if not seeds and self._pending_seed is not None:
             seeds = [self._pending_seed + i for i in range(self.num_envs)]
         self._pending_seed = None
         try:
-            options = json.loads(request.options_json) if request.options_json.strip() else None
             obs = [env.reset(seed=seeds[i] if seeds else None, options=options or None)[0]
                    for i, env in enumerate(self.envs)]
         except Exception as exc:  # noqa: BLE001 - reported to the caller, node stays up
@@ -160,9 +178,13 @@ class SimNode(Node):
         try:
             actions = conv.actions_from_msg(request.actions, int(request.action_dim), self.num_envs)
         except ValueError as exc:
-            response.success = False
-            response.message = str(exc)
-            return response
+            return self._refuse(response, names.STEP, str(exc))
+        dim = int(np.prod(self.envs[0].action_space.shape))
+        if actions.shape[1] != dim:  # refused before any env steps: no half-stepped batch
+            return self._refuse(response, names.STEP, f"action_dim must be {dim}, got {actions.shape[1]}")
+        if not np.all(np.isfinite(actions)):
+            bad = sorted({int(i) for i in np.flatnonzero(~np.all(np.isfinite(actions), axis=1))})
+            return self._refuse(response, names.STEP, f"actions must be finite (env(s) {bad})")
         n = self.num_envs
         obs_list, infos = [], []
         rewards = np.zeros(n, dtype=np.float32)
@@ -238,9 +260,12 @@ class SimNode(Node):
             self.get_logger().warning(f"rejected {names.JOINT_TRAJECTORY}: {exc}")
 
     def _on_goal(self, msg: PointStamped) -> None:
-        goal = np.array([msg.point.x, msg.point.y, msg.point.z])
-        if np.all(np.isfinite(goal)):
-            self.goal = goal
+        goal = [msg.point.x, msg.point.y, msg.point.z]
+        problem = conv.point_problem(msg.header.frame_id, goal)
+        if problem:
+            self.get_logger().warning(f"rejected {names.GOAL}: {problem}")
+            return
+        self.goal = np.array(goal)
 
     def _tick(self) -> None:
         """Advance physics to the wall clock (real time), then publish the joint state."""
