@@ -36,6 +36,7 @@ JOINT_TRAJECTORY = f"{JOINT_TRAJECTORY_CONTROLLER}/joint_trajectory"  # trajecto
 RESET = "~/reset"  # drl_control_interfaces/srv/EnvReset
 STEP = "~/step"  # drl_control_interfaces/srv/EnvStep
 SPEC = "~/spec"  # drl_control_interfaces/srv/EnvSpec
+STEP_COUNT = "sim_env_steps"  # EnvStep info key: steps this env executed since its sim_node started
 
 # --- learner_node (private) --------------------------------------------------------------------
 TRAIN = "~/train"  # drl_control_interfaces/action/Train

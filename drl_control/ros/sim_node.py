@@ -6,6 +6,12 @@ auto-reset semantics) for a RosVecEnv. Robot mode emulates a real arm's ros2_con
 `joint_trajectory_controller/joint_trajectory` in (see drl_control.sim.emulator).
 Both publish `joint_states`, `robot_description` (transient local) and `markers`.
 
+Env mode counts the steps each env executed and sends the count in its step info
+(`names.STEP_COUNT`; RosVecEnv checks it and drops it, so dropped or duplicated steps show). The
+`num_envs` parameter may be changed at run time (`ros2 param set`): a learner in
+`on_worker_failure:=continue` mode moves a lost worker's env slots onto a surviving one this way.
+New envs need a reset before they step.
+
     ros2 run drl_control sim_node --ros-args -r __ns:=/sim0 -p num_envs:=4 -p seed:=0
     ros2 run drl_control sim_node --ros-args -p mode:=robot
 
@@ -23,7 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from geometry_msgs.msg import PointStamped
-from rcl_interfaces.msg import ParameterDescriptor
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -104,6 +110,8 @@ class SimNode(Node):
         from drl_control.robot.tools import composed_urdf_path
 
         self.envs = make_envs(self.env_id, self.num_envs)
+        self._env_steps = [0] * self.num_envs
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._pending_seed = self.seed if self.seed >= 0 else None
         base = self.envs[0].unwrapped
         self._arm = getattr(base, "arm", None)
@@ -113,6 +121,25 @@ class SimNode(Node):
         self.create_service(EnvReset, names.RESET, self._on_reset)
         self.create_service(EnvStep, names.STEP, self._on_step)
         self.create_timer(1.0 / self.publish_rate, self._publish_env_vis)
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """`num_envs` at run time: add envs (to be reset before they step) or close the last ones."""
+        for param in params:
+            if param.name != "num_envs":
+                continue
+            if param.type_ != Parameter.Type.INTEGER or param.value < 1:
+                return SetParametersResult(successful=False, reason=f"num_envs must be an integer >= 1, got {param.value!r}")
+            n = int(param.value)
+            if n > len(self.envs):
+                self.envs.extend(make_envs(self.env_id, n - len(self.envs)))
+                self._env_steps.extend([0] * (n - len(self._env_steps)))
+            while len(self.envs) > n:
+                self.envs.pop().close()
+                self._env_steps.pop()
+            if n != self.num_envs:
+                self.get_logger().info(f"num_envs {self.num_envs} -> {n}")
+            self.num_envs = n
+        return SetParametersResult(successful=True)
 
     def _visual_joints(self) -> tuple[list[int], list[str]]:
         if self._arm is None:
@@ -197,6 +224,8 @@ class SimNode(Node):
                 terminated[i], truncated[i] = bool(term), bool(trunc)
                 info = dict(info)
                 info["TimeLimit.truncated"] = bool(trunc and not term)
+                self._env_steps[i] += 1
+                info[names.STEP_COUNT] = self._env_steps[i]
                 if term or trunc:
                     info["terminal_observation"] = obs
                     obs, _ = env.reset()
