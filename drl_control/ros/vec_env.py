@@ -4,6 +4,17 @@ Each worker (a sim_node namespace, e.g. "/sim0") serves K envs; the VecEnv's env
 env j in worker order. `step_async` sends one EnvStep request to every worker at once and
 `step_wait` collects them, so workers on different cores or machines step in parallel.
 
+Worker failure: without `on_failure` a worker that does not answer within `timeout` (or whose
+service leaves the ROS graph) raises WorkerError naming it. With `on_failure(worker, reason)`,
+`step_wait` reports the lost worker(s) instead and returns a placeholder step for their envs (last
+observation, reward 0, not done, info `worker_lost`). The caller MUST stop before that step is
+stored (learner_node sets the Trainer's cancel event: SB3 then stops before `_store_transition`),
+checkpoint, and rebuild the VecEnv; nothing bogus reaches the replay buffer.
+
+Step accounting: every sim env reports the steps it executed (`names.STEP_COUNT` in its info); the
+VecEnv checks each one against the steps it sent that env (a gap = a dropped step, a repeat = a
+duplicated one), drops the key from the infos, and keeps the counts in `stats()`.
+
 HER relabelling calls `env_method("compute_reward", ...)`: it is answered LOCALLY with
 drl_control.sim.rewards and the spec's reward_type / distance_threshold, never over ROS.
 """
@@ -13,7 +24,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +40,14 @@ from drl_control_interfaces.srv import EnvReset, EnvSpec, EnvStep
 
 
 class WorkerError(RuntimeError):
-    """A sim worker did not answer in time or refused a request; the message names it."""
+    """A sim worker did not answer in time or refused a request; the message (and `.worker`) name it."""
+
+    def __init__(self, message: str, worker: str = "") -> None:
+        super().__init__(message)
+        self.worker = worker
+
+
+GRAPH_GRACE = 1.0  # s: a service absent from the ROS graph this long after a call counts as lost
 
 
 class _Worker:
@@ -41,20 +59,42 @@ class _Worker:
         self.num_envs = 0
         self.offset = 0
         self.pending: Any = None
+        self.last_obs: Any = None  # this worker's latest observation batch (placeholder source)
+        self.sent: np.ndarray = np.zeros(0, dtype=np.int64)  # steps sent per env (answered)
+        self.reported: np.ndarray = np.zeros(0, dtype=np.int64)  # last STEP_COUNT per env (-1: none)
+        self.first: np.ndarray = np.zeros(0, dtype=np.int64)  # first STEP_COUNT seen per env
+        self.gaps = 0
+        self.repeats = 0
 
     def clients(self) -> list[Any]:
         return [self.spec_client, self.reset_client, self.step_client]
 
 
 def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str) -> Any:
+    """The response of `future`; WorkerError at `deadline`, or once the service has left the ROS
+    graph for GRAPH_GRACE s (a worker shut down: no answer can come)."""
     done = threading.Event()
     future.add_done_callback(lambda _f: done.set())
-    if not done.wait(max(deadline - time.monotonic(), 0.0)):
-        client.remove_pending_request(future)
-        raise WorkerError(f"sim worker {worker.name}: no answer to {client.srv_name} ({what}) within the timeout")
+    gone_since: float | None = None
+    # future.done() first: a done-callback added to a finished future runs later, as an executor task.
+    while not future.done() and not done.wait(min(0.25, max(deadline - time.monotonic(), 0.0))):
+        if future.done():
+            break
+        now = time.monotonic()
+        if now >= deadline:
+            client.remove_pending_request(future)
+            raise WorkerError(f"sim worker {worker.name}: no answer to {client.srv_name} ({what}) "
+                              f"within the timeout", worker.name)
+        if client.service_is_ready():
+            gone_since = None
+        elif gone_since is None:
+            gone_since = now
+        elif now - gone_since >= GRAPH_GRACE:
+            client.remove_pending_request(future)
+            raise WorkerError(f"sim worker {worker.name}: {client.srv_name} left the ROS graph ({what})", worker.name)
     exc = future.exception()
     if exc is not None:
-        raise WorkerError(f"sim worker {worker.name}: {client.srv_name} failed: {exc}") from exc
+        raise WorkerError(f"sim worker {worker.name}: {client.srv_name} failed: {exc}", worker.name) from exc
     return future.result()
 
 
@@ -68,10 +108,13 @@ class RosVecEnv(VecEnv):
     """
 
     def __init__(self, workers: Sequence[str], node: Any = None, *, context: Any = None,
-                 node_name: str = "ros_vec_env", timeout: float = 30.0, connect_timeout: float = 30.0) -> None:
+                 node_name: str = "ros_vec_env", timeout: float = 30.0, connect_timeout: float = 30.0,
+                 on_failure: Callable[[str, str], None] | None = None) -> None:
         if not workers:
             raise ValueError("RosVecEnv needs at least one sim worker namespace")
         self.timeout = float(timeout)
+        self.on_failure = on_failure
+        self.lost: list[str] = []  # workers reported to on_failure
         self._own: tuple[Any, Any, threading.Thread, bool] | None = None
         group = None
         if node is None:
@@ -106,7 +149,8 @@ class RosVecEnv(VecEnv):
             for client in w.clients():
                 if not client.wait_for_service(timeout_sec=max(deadline - time.monotonic(), 0.01)):
                     raise WorkerError(f"sim worker {w.name}: service {client.srv_name} not available "
-                                      f"after {connect_timeout:g} s (is its sim_node running on this ROS domain?)")
+                                      f"after {connect_timeout:g} s (is its sim_node running on this ROS domain?)",
+                                      w.name)
         futures = [(w, w.spec_client.call_async(EnvSpec.Request())) for w in self.workers]
         specs = [_wait(w, w.spec_client, f, deadline, "spec") for w, f in futures]
         first = specs[0]
@@ -117,6 +161,9 @@ class RosVecEnv(VecEnv):
                     raise ValueError(f"sim worker {w.name}: {field} differs from worker {self.workers[0].name}'s "
                                      f"({getattr(spec, field)[:80]!r} vs {getattr(first, field)[:80]!r})")
             w.num_envs, w.offset = int(spec.num_envs), offset
+            w.sent = np.zeros(w.num_envs, dtype=np.int64)
+            w.reported = np.full(w.num_envs, -1, dtype=np.int64)
+            w.first = np.full(w.num_envs, -1, dtype=np.int64)
             offset += w.num_envs
         self._num_envs = offset
         self.env_id = first.env_id
@@ -146,8 +193,9 @@ class RosVecEnv(VecEnv):
         for w, f in futures:
             response = _wait(w, w.reset_client, f, deadline, "reset")
             if not response.success:
-                raise WorkerError(f"sim worker {w.name}: reset refused: {response.message}")
-            parts.append(conv.msg_to_batch(response.batch, self.observation_space))
+                raise WorkerError(f"sim worker {w.name}: reset refused: {response.message}", w.name)
+            w.last_obs = conv.msg_to_batch(response.batch, self.observation_space)
+            parts.append(w.last_obs)
         self._reset_seeds()
         self._reset_options()
         self.reset_infos = [{} for _ in range(self.num_envs)]
@@ -167,15 +215,65 @@ class RosVecEnv(VecEnv):
             future, w.pending = w.pending, None
             if future is None:
                 raise RuntimeError("step_wait() without step_async()")
-            response = _wait(w, w.step_client, future, deadline, "step")
-            if not response.success:
-                raise WorkerError(f"sim worker {w.name}: step refused: {response.message}")
-            parts.append(conv.msg_to_batch(response.batch, self.observation_space))
+            try:
+                response = _wait(w, w.step_client, future, deadline, "step")
+                if not response.success:
+                    raise WorkerError(f"sim worker {w.name}: step refused: {response.message}", w.name)
+                obs = conv.msg_to_batch(response.batch, self.observation_space)
+                w_infos = conv.infos_from_json(response.infos_json, self.observation_space)
+                if len(w_infos) != w.num_envs:
+                    raise WorkerError(f"sim worker {w.name}: {len(w_infos)} envs answered, {w.num_envs} expected "
+                                      "(restarted or resized?)", w.name)
+            except WorkerError as exc:
+                if self.on_failure is None:
+                    raise
+                self._lose(w, str(exc))
+                parts.append(w.last_obs)
+                rews.append(np.zeros(w.num_envs, dtype=np.float32))
+                dones.append(np.zeros(w.num_envs, dtype=bool))
+                infos.extend({"worker_lost": w.name} for _ in range(w.num_envs))
+                continue
+            self._count(w, w_infos)
+            w.last_obs = obs
+            parts.append(obs)
             rews.append(np.frombuffer(response.rewards, dtype=np.float32))
             dones.append(np.logical_or(np.asarray(response.terminated, dtype=bool),
                                        np.asarray(response.truncated, dtype=bool)))
-            infos.extend(conv.infos_from_json(response.infos_json, self.observation_space))
+            infos.extend(w_infos)
         return conv.concat_obs(parts), np.concatenate(rews).copy(), np.concatenate(dones), infos
+
+    def _lose(self, w: _Worker, reason: str) -> None:
+        if w.name not in self.lost:
+            self.lost.append(w.name)
+            assert self.on_failure is not None
+            self.on_failure(w.name, reason)
+
+    def _count(self, w: _Worker, infos: list[dict[str, Any]]) -> None:
+        """Check each env's executed-step count against the steps sent to it; drop the key."""
+        w.sent += 1
+        for j, info in enumerate(infos):
+            count = info.pop(names.STEP_COUNT, None)
+            if count is None:
+                continue
+            count = int(count)
+            if w.first[j] < 0:
+                w.first[j] = count
+            elif count > w.reported[j] + 1:
+                w.gaps += 1
+            elif count <= w.reported[j]:
+                w.repeats += 1
+            w.reported[j] = count
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per worker: step requests answered, env steps sent, env steps the sim says it executed
+        (last count - first count + 1, per env), gaps (dropped steps) and repeats (duplicated)."""
+        out = {}
+        for w in self.workers:
+            executed = [int(r - f + 1) if f >= 0 else 0 for f, r in zip(w.first, w.reported)]
+            out[w.name] = {"requests": int(w.sent.max(initial=0)), "env_steps_sent": int(w.sent.sum()),
+                           "env_steps_executed": int(sum(executed)), "sim_counts": [int(r) for r in w.reported],
+                           "gaps": w.gaps, "repeats": w.repeats}
+        return out
 
     def close(self) -> None:
         node = getattr(self, "node", None)
@@ -225,8 +323,8 @@ class RosVecEnv(VecEnv):
         return [None for _ in range(self.num_envs)]
 
     def workers_alive(self) -> list[bool]:
-        """Whether each worker's step service is currently discoverable (cheap graph query)."""
-        return [w.step_client.service_is_ready() for w in self.workers]
+        """Whether each worker is not lost and its step service is discoverable (cheap graph query)."""
+        return [w.name not in self.lost and w.step_client.service_is_ready() for w in self.workers]
 
     @property
     def worker_names(self) -> list[str]:
