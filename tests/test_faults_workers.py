@@ -88,7 +88,7 @@ def _train(rig: Rig, run_dir: Path, timesteps: int, kill: str, policy: str):
     return handle, feedback, time.monotonic(), steps_at_kill
 
 
-def _check_result(rig: Rig, handle, run_dir: Path, timesteps: int, policy: str):
+def _check_result(rig: Rig, handle, run_dir: Path, timesteps: int):
     wrapped = wait_future(handle.get_result_async(), 120, what=f"the train result\n{rig.h.logs()}")
     assert wrapped.status == GoalStatus.STATUS_SUCCEEDED, f"{wrapped.result.message}\n{rig.h.logs()}"
     result = wrapped.result
@@ -109,7 +109,7 @@ def _check_result(rig: Rig, handle, run_dir: Path, timesteps: int, policy: str):
     model = build_model(cfg, venv)
     restore_checkpoint(model, ckpt, venv)
     assert model.num_timesteps == timesteps
-    assert model.replay_buffer.size() * 0 == 0 and model.replay_buffer.pos * cfg["n_envs"] == timesteps
+    assert model.replay_buffer.pos * cfg["n_envs"] == timesteps  # buffer and counter agree
     venv.close()
     assert len(list((run_dir / "checkpoints").glob("step_*"))) >= 1
     return result
@@ -129,7 +129,7 @@ def test_pause_waits_for_the_killed_worker_and_finishes(rig, tmp_path):
     rig.sims["/w1"] = rig.start_sim("/w1", 1)
     wait_until(lambda: rig.alive_view() == [True, True] and rig.status[-1][1].state == "training", 40.0,
                what=f"the restarted worker to rejoin\n{rig.h.logs()}")
-    result = _check_result(rig, handle, run_dir, total, "pause")
+    result = _check_result(rig, handle, run_dir, total)
     assert feedback[-1][1] == total and max(s for _, s in feedback) > at_kill
     assert "1 rejoined" in result.message and "2 in-flight episodes truncated" in result.message
 
@@ -145,7 +145,7 @@ def test_continue_moves_the_slot_to_the_survivor_then_rejoins(rig, tmp_path):
     assert "num_envs 1 -> 2" in rig.sims["/w1"].log()
     rig.sims["/w0"] = rig.start_sim("/w0", 0)
     wait_until(lambda: "rejoining" in rig.learner.log(), 40.0, what=f"/w0 to rejoin\n{rig.h.logs()}")
-    result = _check_result(rig, handle, run_dir, total, "continue")
+    result = _check_result(rig, handle, run_dir, total)
     assert feedback[-1][1] == total
     assert "num_envs 2 -> 1" in rig.sims["/w1"].log()
     assert "1 rejoined" in result.message and "4 in-flight episodes truncated" in result.message
