@@ -96,7 +96,9 @@ def _run_callback(*args: Any, **kwargs: Any) -> Any:
             self.start_time = time.time()
 
         def progress(self) -> Progress:
-            steps = self.model.num_timesteps
+            # The trainer's model: this also answers when a cancel came before learn() started
+            # (SB3 then never attached the model to the callback).
+            steps = self.t.model.num_timesteps
             elapsed = max(time.time() - self.start_time, 1e-9)
             return Progress(
                 timesteps=steps,
