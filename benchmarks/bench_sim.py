@@ -1,7 +1,7 @@
 """Simulation throughput: our iiwa envs side by side with panda-gym in one run.
 
 Prints, per env: env steps/s on one core, the share of step time spent inside PyBullet's
-stepSimulation, and SubprocVecEnv throughput with 2 envs relative to 1 env.
+stepSimulation, and SubprocVecEnv throughput with 2 envs relative to 1 env (DummyVecEnv shown for reference).
 
     .venv/bin/python benchmarks/bench_sim.py [--steps 5000]
 """
@@ -69,22 +69,35 @@ def _make(env_id: str):
     return thunk
 
 
-def vec_env_rate(env_id: str, n_envs: int, steps: int) -> float:
-    """Env steps/s of a SubprocVecEnv (DummyVecEnv for 1, which has no IPC cost to hide)."""
-    cls = DummyVecEnv if n_envs == 1 else SubprocVecEnv
-    venv = cls([_make(env_id) for _ in range(n_envs)])
-    venv.seed(0)
-    venv.reset()
-    action = np.stack([venv.action_space.sample() for _ in range(n_envs)])
-    for _ in range(50):
-        venv.step(action)
-    rounds = steps // n_envs
+def _block_rate(venv, action: np.ndarray, rounds: int) -> float:
     start = time.perf_counter()
     for _ in range(rounds):
         venv.step(action)
-    wall = time.perf_counter() - start
-    venv.close()
-    return rounds * n_envs / wall
+    return rounds * venv.num_envs / (time.perf_counter() - start)
+
+
+def vec_env_rates(env_id: str, steps: int, blocks: int = 5) -> tuple[float, float, float, float]:
+    """Env steps/s of DummyVecEnv x1, SubprocVecEnv x1 and x2, and the median x2/x1 ratio.
+
+    The x1 and x2 SubprocVecEnvs run in alternating blocks (A/B/A/B...) so that a noisy
+    neighbour on the host slows both alike; the scaling is the median of the paired ratios.
+    """
+    venvs = {name: cls([_make(env_id) for _ in range(n)])
+             for name, cls, n in (("dummy", DummyVecEnv, 1), ("x1", SubprocVecEnv, 1), ("x2", SubprocVecEnv, 2))}
+    actions = {}
+    for name, venv in venvs.items():
+        venv.seed(0)
+        venv.reset()
+        actions[name] = np.stack([venv.action_space.sample() for _ in range(venv.num_envs)])
+        _block_rate(venv, actions[name], 50)  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in venvs}
+    for _ in range(blocks):
+        for name, venv in venvs.items():
+            rates[name].append(_block_rate(venv, actions[name], steps // (blocks * venv.num_envs)))
+    for venv in venvs.values():
+        venv.close()
+    ratio = float(np.median(np.array(rates["x2"]) / np.array(rates["x1"])))
+    return (*(float(np.median(rates[name])) for name in ("dummy", "x1", "x2")), ratio)
 
 
 def main() -> None:
@@ -103,12 +116,12 @@ def main() -> None:
     rows = []
     for env_id in ids:
         rate, share = single_env(env_id, args.steps)
-        one = vec_env_rate(env_id, 1, args.steps)
-        two = vec_env_rate(env_id, 2, args.steps)
-        rows.append((env_id, rate, share, one, two))
-    print(f"\n{'env':<28}{'steps/s (1 core)':>18}{'physics share':>15}{'1 env':>10}{'2 envs':>10}{'scaling':>9}")
-    for env_id, rate, share, one, two in rows:
-        print(f"{env_id:<28}{rate:>18,.0f}{share:>15.2f}{one:>10,.0f}{two:>10,.0f}{two / one:>8.2f}x")
+        rows.append((env_id, rate, share, *vec_env_rates(env_id, 2 * args.steps)))
+    print("\nsteps/s: one gym env in this process; DummyVecEnv x1; SubprocVecEnv x1 and x2 "
+          "(scaling: median of paired x2/x1 block ratios)")
+    print(f"{'env':<24}{'steps/s':>9}{'physics share':>15}{'Dummy x1':>10}{'Subproc x1':>12}{'x2':>8}{'scaling':>9}")
+    for env_id, rate, share, dummy, one, two, scaling in rows:
+        print(f"{env_id:<24}{rate:>9,.0f}{share:>15.2f}{dummy:>10,.0f}{one:>12,.0f}{two:>8,.0f}{scaling:>8.2f}x")
     by_id = {r[0]: r for r in rows}
     for ours, ref in zip(OURS, PANDA):
         if ref in by_id:

@@ -105,17 +105,15 @@ class Arm:
             link = self.client.getLinkState(
                 self.body, self.tcp_link, computeLinkVelocity=1, computeForwardKinematics=1
             )
-            rotation = np.array(self.client.getMatrixFromQuaternion(link[5])).reshape(3, 3)
-            arrays = (
-                np.array([all_q[i] for i in self._arm_cols]),
-                np.array([states[i][1] for i in self._arm_cols]),
-                np.array(link[4]),
-                np.array(link[6]),
-                rotation,
+            n = len(self._arm_cols)
+            # One array for everything, handed out as read-only views (no copy per call).
+            flat = np.array(
+                [all_q[i] for i in self._arm_cols] + [states[i][1] for i in self._arm_cols]
+                + [*link[4], *link[6], *self.client.getMatrixFromQuaternion(link[5])]
             )
-            for array in arrays:  # shared with callers: read-only instead of a copy per call
-                array.flags.writeable = False
-            q, qd, pos, vel, rot = arrays
+            flat.flags.writeable = False
+            q, qd = flat[:n], flat[n : 2 * n]
+            pos, vel, rot = flat[2 * n : 2 * n + 3], flat[2 * n + 3 : 2 * n + 6], flat[2 * n + 6 :].reshape(3, 3)
             self._cache = (all_q, q, qd, sum(all_q[i] for i in self._finger_cols), (pos, vel, rot))
             self._cached_at = self.world.generation
         return self._cache
@@ -167,20 +165,21 @@ class Arm:
         """One DLS step from `q` towards `tcp_target` (and the tool-down orientation, if kept)."""
         all_q, _, _, _, (pos, _, rotation) = self._state()
         lin, ang = self.client.calculateJacobian(self.body, self.tcp_link, [0, 0, 0], all_q, self._zeros, self._zeros)
-        cols = self._arm_cols
         if self.target_rotation is None:
-            jac = np.asarray(lin)[:, cols]
+            jac = np.array(lin)
             error = tcp_target - pos
         else:
-            jac = np.vstack([np.asarray(lin)[:, cols], np.asarray(ang)[:, cols]])
+            jac = np.array([*lin, *ang])
             error = np.concatenate([tcp_target - pos, rotation_error(rotation, self.target_rotation)])
+        if self._finger_cols:  # drop the gripper's columns
+            jac = jac[:, self._arm_cols]
         dq = dls_step(jac, error, q, self.config.ik_damping, self.spec.home, self.config.nullspace_gain)
         return q + dq
 
     def limit_speed(self, q: np.ndarray, q_target: np.ndarray) -> np.ndarray:
         """Scale the whole joint step down (keeping its direction) so no joint exceeds its max speed."""
         dq = q_target - q
-        ratio = float(np.max(np.abs(dq) / self._max_step))
+        ratio = float(np.abs(dq / self._max_step).max())
         return q + dq / ratio if ratio > 1.0 else q_target
 
     def apply_action(self, action: np.ndarray) -> None:
