@@ -18,7 +18,6 @@ refused with a CheckpointError (a ValueError) naming it, as is anything that doe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -34,6 +33,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from drl_control.deploy.artifact import sha256_file
 
 CHECKPOINT_FORMAT = 1
 LATEST = "LATEST"
@@ -139,14 +140,6 @@ def _order(name: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2) or 0)) if m else (-1, -1)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -211,7 +204,7 @@ def save_checkpoint(run_dir: str | Path, model: Any, normalizer: Any = None, ext
         "state_dicts": state_dicts,
         "saved_at": time.time(),
         # every other file with its SHA-256: a truncated, corrupt or missing file is refused on load
-        "files": {f.name: _sha256(f) for f in sorted(tmp.iterdir())},
+        "files": {f.name: sha256_file(f) for f in sorted(tmp.iterdir())},
         **(extra or {}),
     }
     _write_json(tmp / "state.json", state)
@@ -272,7 +265,7 @@ def verify_files(ckpt: Path, state: dict[str, Any]) -> None:
         path = ckpt / name
         if "/" in name or not path.is_file():
             raise CheckpointError(f"{ckpt}: incomplete checkpoint, {name} is missing")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise CheckpointError(f"{ckpt}: {name} is corrupt or truncated (SHA-256 does not match state.json)")
 
 
