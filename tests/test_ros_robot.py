@@ -36,6 +36,7 @@ class Listener:
     def __init__(self, client: RosClient) -> None:
         self.lock = threading.Lock()
         self.stamps: list[float] = []
+        self.header_stamps: list[float] = []
         self.last: JointState | None = None
         self.markers: MarkerArray | None = None
         node = client.node
@@ -48,6 +49,7 @@ class Listener:
     def _on_js(self, msg: JointState) -> None:
         with self.lock:
             self.stamps.append(time.monotonic())
+            self.header_stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
             self.last = msg
 
     def _on_markers(self, msg: MarkerArray) -> None:
@@ -80,10 +82,12 @@ def test_joint_states_rate_and_fields(robot):
         start = len(listener.stamps)
     time.sleep(1.0)
     with listener.lock:
-        window = [t for t in listener.stamps[start:]]
+        stamps = np.array(listener.header_stamps[start:])
         msg = listener.last
-    rate = (len(window) - 1) / (window[-1] - window[0])
-    assert rate >= 100.0, f"joint_states at {rate:.1f} Hz"
+    # The publisher's rate, from the sim's own header stamps: a probe starved of CPU on a busy
+    # 2-core machine receives fewer messages (history depth) but consecutive stamps stay 1/rate apart.
+    rate = 1.0 / float(np.median(np.diff(stamps)))
+    assert rate >= 100.0, f"joint_states published at {rate:.1f} Hz"
     assert list(msg.name) == JOINTS
     assert len(msg.position) == len(msg.velocity) == len(msg.effort) == 7
     np.testing.assert_allclose(msg.position, iiwa14().home, atol=0.02)
