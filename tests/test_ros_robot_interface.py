@@ -30,7 +30,7 @@ from drl_control.robot import iiwa14
 from drl_control.ros import names
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ros_util import RosHarness, domain_id  # noqa: E402
+from ros_util import RosHarness, domain_id, wait_for  # noqa: E402
 
 SPEC = iiwa14()
 HOME = SPEC.home
@@ -101,6 +101,8 @@ def test_lbr_profile_maps_names_both_ways(ros):
         msg.effort = [float(i) for i in range(8)]
         return msg
 
+    # DDS discovery of the new endpoints first, so the timed exchange below is not spent on it.
+    wait_for(lambda: driver_pub.get_subscription_count() > 0 and cmd_pub.get_subscription_count() > 0, 15)
     for _ in range(100):  # 1 s: driver at 100 Hz, our command at 25 Hz; the driver follows exactly
         if sent:
             q = np.asarray(sent[-1][1].data)
