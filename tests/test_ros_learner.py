@@ -92,3 +92,15 @@ def test_cancel_checkpoints_and_stops(learner, tmp_path):
     # The learner takes the next goal after a cancel.
     handle = wait_future(action.send_goal_async(Train.Goal(algorithm="nope", timesteps=10)), 30)
     assert not handle.accepted
+
+
+def test_a_bad_override_is_refused_even_where_a_goal_field_replaces_it():
+    # Found by the goal fuzz (test_faults_messages): "total_timesteps=-5" beside timesteps=335 was
+    # accepted, because the goal field overwrote the bad value before validation.
+    from drl_control.ros.learner_node import goal_overrides
+
+    goal = Train.Goal(algorithm="sac", overrides=["total_timesteps=-5"], timesteps=335, seed=3)
+    with pytest.raises(ValueError, match="total_timesteps"):
+        goal_overrides(goal, "sac", None)
+    ok = goal_overrides(Train.Goal(overrides=["total_timesteps=50"], timesteps=335, seed=3), "sac", None)
+    assert ok["total_timesteps"] == 335 and ok["seed"] == 3

@@ -58,6 +58,21 @@ def _nan_to(value: float, default: float = 0.0) -> float:
     return default if value is None or math.isnan(value) else float(value)
 
 
+def goal_overrides(goal: Train.Goal, algo: str, env_id: str | None) -> dict[str, Any]:
+    """The config overrides a train goal asks for: its `overrides` validated as written (a bad
+    value is refused even where the goal's timesteps or seed field would replace it), then those
+    fields. Raises ValueError naming the bad key or value."""
+    from drl_control.learn.config import parse_overrides, resolve_config
+
+    overrides = parse_overrides(list(goal.overrides))
+    resolve_config(algo, env_id, overrides=overrides)
+    if goal.timesteps > 0:
+        overrides["total_timesteps"] = int(goal.timesteps)
+    if goal.seed >= 0:
+        overrides["seed"] = int(goal.seed)
+    return overrides
+
+
 @dataclass
 class _Faults:
     """Worker faults of one training run (reported in the result message)."""
@@ -146,18 +161,13 @@ class LearnerNode(Node):
         import gymnasium as gym
 
         from drl_control.learn.algos import import_env_packages
-        from drl_control.learn.config import parse_overrides, resolve_config
+        from drl_control.learn.config import resolve_config
 
         try:
             if goal.env_id:
                 import_env_packages(goal.env_id)
                 gym.spec(goal.env_id)
-            overrides = parse_overrides(list(goal.overrides))
-            if goal.timesteps > 0:
-                overrides["total_timesteps"] = int(goal.timesteps)
-            if goal.seed >= 0:
-                overrides["seed"] = int(goal.seed)
-            resolve_config(algo, goal.env_id or None, overrides=overrides)
+            resolve_config(algo, goal.env_id or None, overrides=goal_overrides(goal, algo, goal.env_id or None))
         except Exception as exc:  # noqa: BLE001 - any bad field is a rejection with its reason
             return f"{type(exc).__name__}: {exc}"
         if goal.run_dir and Path(goal.run_dir).exists() and not Path(goal.run_dir).is_dir():
@@ -194,7 +204,7 @@ class LearnerNode(Node):
                 self._training = False
 
     def _train(self, goal_handle: Any) -> Train.Result:
-        from drl_control.learn.config import parse_overrides, resolve_config
+        from drl_control.learn.config import resolve_config
         from drl_control.learn.train import Progress, Trainer
         from drl_control.ros.vec_env import WorkerError
 
@@ -208,12 +218,8 @@ class LearnerNode(Node):
             env_id = goal.env_id or venv.env_id
             if env_id != venv.env_id:
                 raise ValueError(f"goal env_id {env_id!r} differs from the sim workers' {venv.env_id!r}")
-            overrides = parse_overrides(list(goal.overrides))
+            overrides = goal_overrides(goal, algo, env_id)
             overrides["n_envs"] = venv.num_envs
-            if goal.timesteps > 0:
-                overrides["total_timesteps"] = int(goal.timesteps)
-            if goal.seed >= 0:
-                overrides["seed"] = int(goal.seed)
             cfg = resolve_config(algo, env_id, overrides=overrides)
         except BaseException:
             venv.close()
