@@ -29,7 +29,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 
 TIMEOUT = 20.0
 BIN = Path(sys.executable).parent  # the venv's console scripts (drl-control, sim_node, ...)
@@ -137,7 +137,12 @@ def sim_node(domain: int, namespace: str, **params: object) -> NodeProcess:
 
 
 class RosClient:
-    """A private rclpy context on `domain` spun by a MultiThreadedExecutor thread."""
+    """A private rclpy context on `domain` spun by a SingleThreadedExecutor thread.
+
+    Not a MultiThreadedExecutor: while one thread runs a callback of a mutually exclusive group,
+    the others find the same subscription ready and spin on it, holding the GIL; under a 250 Hz
+    topic the probe then fell to ~10 messages/s and read positions seconds old (measured).
+    """
 
     wait_for = staticmethod(wait_for)
 
@@ -146,7 +151,7 @@ class RosClient:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True, name=name)
         self.thread.start()
@@ -165,10 +170,34 @@ class RosClient:
             self.node.destroy_client(client)
 
     def collect(self, msg_type, topic: str, qos: int = 50) -> tuple[list, object]:
-        """Subscribe; returns (list receiving (monotonic time, msg) tuples, subscription)."""
+        """Subscribe; returns (list receiving (monotonic time of arrival, msg) tuples, subscription)."""
         got: list = []
         sub = self.node.create_subscription(msg_type, topic, lambda m: got.append((time.monotonic(), m)), qos)
         return got, sub
+
+    def collect_sent(self, msg_type, topic: str, qos: int = 100) -> tuple[list, object]:
+        """Like `collect`, but each message comes with its PUBLISHER's time (DDS source timestamp,
+        in `time.time()` seconds): when it was sent, however late a busy probe takes it.
+
+        "Nothing is sent after X" is then decided by the node's own send times, not by arrival
+        times that a starved probe process can delay by hundreds of milliseconds.
+        """
+        got: list = []
+        sub = self.node.create_subscription(msg_type, topic,
+                                            lambda m, info: got.append((info["source_timestamp"] * 1e-9, m)), qos)
+        return got, sub
+
+    def publisher(self, msg_type, topic: str, depth: int = 10, subscribers: int = 1):
+        """A publisher of the probe node, returned once `subscribers` subscriptions match it."""
+        pub = self.node.create_publisher(msg_type, topic, depth)
+        self.wait_matched(pub, subscribers)
+        return pub
+
+    def wait_matched(self, publisher, count: int = 1, timeout: float = 30.0) -> None:
+        """Wait until `count` subscriptions match `publisher` (DDS discovery): a message published
+        before that is lost, which on a loaded machine can take seconds."""
+        wait_until(lambda: publisher.get_subscription_count() >= count, timeout,
+                   what=f"{count} subscriber(s) of {publisher.topic_name}\n{self.logs()}")
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -26,7 +26,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PointStamped
 from rclpy.action import ActionClient
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 
@@ -59,7 +59,9 @@ class DemoClient:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("drl_control_demo", context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        # One thread: a MultiThreadedExecutor's idle threads spin (holding the GIL) on a
+        # subscription whose callback is running, which starved this client under 250 Hz joint_states.
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
