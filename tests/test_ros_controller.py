@@ -133,15 +133,15 @@ def test_reaches_goals_on_robot_mode_sim(ros):
 
 def test_disabled_publishes_no_commands(ros):
     enable = names.private("/", names.CONTROLLER_NODE, names.ENABLE)
-    commands, sub = ros.collect(Float64MultiArray, "/" + names.FORWARD_POSITION_COMMANDS)
+    commands, sub = ros.collect_sent(Float64MultiArray, "/" + names.FORWARD_POSITION_COMMANDS)
     status, _ = _status(ros)
     assert ros.wait_for(lambda: len(commands) > 3, 10), ros.logs()
     assert ros.call(SetBool, enable, SetBool.Request(data=False)).success
-    time.sleep(0.3)  # commands already in flight
-    count = len(commands)
-    time.sleep(1.0)
-    assert len(commands) == count, "commands published while disabled"
+    disabled = time.time()  # the controller's send times decide (collect_sent), not arrival
+    assert not ros.wait_for(lambda: any(t > disabled for t, _ in commands), 1.0), "commands published while disabled"
+    ros.wait_for(lambda: status[-1][1].state == "disabled", 5)
     assert status[-1][1].state == "disabled" and status[-1][1].enabled is False
+    count = len(commands)
     assert ros.call(SetBool, enable, SetBool.Request(data=True)).success
     assert ros.wait_for(lambda: len(commands) > count + 3, 5)
 

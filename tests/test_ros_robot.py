@@ -38,6 +38,7 @@ class Listener:
         self.stamps: list[float] = []
         self.header_stamps: list[float] = []
         self.last: JointState | None = None
+        self.positions: list[np.ndarray] = []  # every joint_states sample, in arrival order
         self.markers: MarkerArray | None = None
         node = client.node
         node.create_subscription(JointState, f"{NS}/{names.JOINT_STATES}", self._on_js, 50)
@@ -45,12 +46,15 @@ class Listener:
         self.commands = node.create_publisher(Float64MultiArray, f"{NS}/{names.FORWARD_POSITION_COMMANDS}", 10)
         self.trajectory = node.create_publisher(JointTrajectory, f"{NS}/{names.JOINT_TRAJECTORY}", 10)
         self.goal = node.create_publisher(PointStamped, f"{NS}/{names.GOAL}", 10)
+        for pub in (self.commands, self.trajectory, self.goal):  # a message before discovery is lost
+            client.wait_matched(pub)
 
     def _on_js(self, msg: JointState) -> None:
         with self.lock:
             self.stamps.append(time.monotonic())
             self.header_stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
             self.last = msg
+            self.positions.append(np.array(msg.position))
 
     def _on_markers(self, msg: MarkerArray) -> None:
         self.markers = msg
@@ -93,8 +97,16 @@ def test_joint_states_rate_and_fields(robot):
     np.testing.assert_allclose(msg.position, iiwa14().home, atol=0.02)
 
 
-def _reach(listener: Listener, target: np.ndarray, timeout: float = 5.0, tol: float = 0.01) -> None:
-    wait_until(lambda: np.max(np.abs(listener.position() - target)) < tol, timeout,
+def _reach(listener: Listener, target: np.ndarray, timeout: float = 15.0, tol: float = 0.01, since: int = -1) -> None:
+    """Wait until a joint_states sample (the last one; with `since`, any from that index on) is
+    within `tol` of `target`: samples are recorded as they arrive, so a passing point is seen
+    even when this probe polls late."""
+    def near() -> bool:
+        with listener.lock:
+            samples = listener.positions[since:] if since >= 0 else listener.positions[-1:]
+        return any(np.max(np.abs(q - target)) < tol for q in samples)
+
+    wait_until(near, timeout,
                what=f"joints at {np.round(target, 3).tolist()} (now {np.round(listener.position(), 3).tolist()})")
 
 
@@ -115,10 +127,12 @@ def test_joint_trajectory(robot):
     for q, t in ((mid, 0.6), (end, 1.2)):
         msg.points.append(JointTrajectoryPoint(positions=list(reversed(q.tolist())),
                                                time_from_start=Duration(sec=int(t), nanosec=int(t % 1 * 1e9))))
+    with listener.lock:
+        since = len(listener.positions)
     t0 = time.monotonic()
     listener.trajectory.publish(msg)
-    _reach(listener, mid, timeout=2.0, tol=0.03)  # passes the middle point...
-    _reach(listener, end, timeout=3.0)  # ...and ends at the last one
+    _reach(listener, mid, tol=0.03, since=since)  # passes the middle point...
+    _reach(listener, end)  # ...and ends at the last one
     assert time.monotonic() - t0 >= 0.9  # not faster than the trajectory's timing
 
 

@@ -30,7 +30,7 @@ from drl_control.robot import iiwa14
 from drl_control.ros import names
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ros_util import RosHarness, domain_id, wait_for  # noqa: E402
+from ros_util import RosHarness, domain_id  # noqa: E402
 
 SPEC = iiwa14()
 HOME = SPEC.home
@@ -54,12 +54,6 @@ def ros(tmp_path_factory):
         h.close()
 
 
-def _publisher(ros, msg_type, topic):
-    pub = ros.node.create_publisher(msg_type, topic, 10)
-    assert ros.wait_for(lambda: pub.get_subscription_count() >= 1, 15), f"nobody subscribes to {topic}\n{ros.logs()}"
-    return pub
-
-
 def test_profiles_file_names_both_driver_stacks():
     assert PROFILES["lbr"].joint_names == tuple(f"lbr_A{i}" for i in range(1, 8))
     assert PROFILES["lbr"].position_commands == "/lbr/forward_position_controller/commands"
@@ -71,29 +65,31 @@ def test_profiles_file_names_both_driver_stacks():
 def test_sim_profile_drives_robot_mode_sim_node(ros):
     states, _ = ros.collect(JointState, "/drl_sim/" + names.JOINT_STATES)
     driver, _ = ros.collect(JointState, "/sim_robot/" + names.JOINT_STATES)
-    pub = _publisher(ros, Float64MultiArray, "/drl_sim/" + names.FORWARD_POSITION_COMMANDS)
+    pub = ros.publisher(Float64MultiArray, "/drl_sim/" + names.FORWARD_POSITION_COMMANDS)
     assert ros.wait_for(lambda: driver and states, 30), f"no joint states from sim_node via the relay\n{ros.logs()}"
     target = HOME + np.array([0.3, -0.1, 0.2, 0.15, -0.2, 0.1, 0.3])
-    end = time.monotonic() + 3.0
-    while time.monotonic() < end:  # the controller's role: keep commanding the target at 25 Hz
+
+    def arrived():
+        return np.max(np.abs(np.asarray(driver[-1][1].position) - target)) < 0.02
+
+    end = time.monotonic() + 20.0
+    while time.monotonic() < end and not arrived():  # the controller's role: command the target at 25 Hz
         pub.publish(Float64MultiArray(data=target.tolist()))
         time.sleep(0.04)
+    ros.wait_for(lambda: np.allclose(states[-1][1].position, driver[-1][1].position, atol=0.05), 2.0)
     assert states and list(states[-1][1].name) == OURS
     q = np.asarray(driver[-1][1].position)
     np.testing.assert_allclose(q, target, atol=0.02, err_msg=ros.logs())
     np.testing.assert_allclose(states[-1][1].position, driver[-1][1].position, atol=0.05)
 
 
-# Opt-in (`pytest -m slow`) while OPEN: in fresh-clone CI runs the e-stop part intermittently saw
-# every command still reaching the driver after ~/enable false (possible safety bug, issue 4).
-@pytest.mark.slow
 def test_lbr_profile_maps_names_both_ways(ros):
     relayed, _ = ros.collect(JointState, "/drl_lbr/" + names.JOINT_STATES)
-    sent, _ = ros.collect(Float64MultiArray, PROFILES["lbr"].position_commands)
-    driver_pub = _publisher(ros, JointState, PROFILES["lbr"].joint_states)
-    cmd_pub = _publisher(ros, Float64MultiArray, "/drl_lbr/" + names.FORWARD_POSITION_COMMANDS)
+    # what reached the driver, with the robot interface's own send times (see collect_sent)
+    sent, _ = ros.collect_sent(Float64MultiArray, PROFILES["lbr"].position_commands)
+    driver_pub = ros.publisher(JointState, PROFILES["lbr"].joint_states)
+    cmd_pub = ros.publisher(Float64MultiArray, "/drl_lbr/" + names.FORWARD_POSITION_COMMANDS)
     order = [3, 0, 6, 1, 5, 2, 4]
-    q = HOME.copy()
     target = HOME + 0.01 * np.arange(1, 8)
 
     def driver_state(q):
@@ -104,41 +100,42 @@ def test_lbr_profile_maps_names_both_ways(ros):
         msg.effort = [float(i) for i in range(8)]
         return msg
 
-    # DDS discovery of the new endpoints first, so the timed exchange below is not spent on it.
-    wait_for(lambda: driver_pub.get_subscription_count() > 0 and cmd_pub.get_subscription_count() > 0, 15)
-    for _ in range(100):  # 1 s: driver at 100 Hz, our command at 25 Hz; the driver follows exactly
-        if sent:
-            q = np.asarray(sent[-1][1].data)
-        driver_pub.publish(driver_state(q))
-        if _ % 4 == 0:
-            cmd_pub.publish(Float64MultiArray(data=target.tolist()))
-        time.sleep(0.01)
+    def drive(command, until, timeout=15.0):
+        """Be the driver (100 Hz, following the last command exactly) and our controller (25 Hz)
+        until `until()` or `timeout`."""
+        q, end, i = HOME.copy(), time.monotonic() + timeout, 0
+        while time.monotonic() < end and not until():
+            if sent:
+                q = np.asarray(sent[-1][1].data)
+            driver_pub.publish(driver_state(q))
+            if command is not None and i % 4 == 0:
+                cmd_pub.publish(Float64MultiArray(data=command.tolist()))
+            i += 1
+            time.sleep(0.01)
+
+    drive(target, lambda: sent and relayed and np.allclose(sent[-1][1].data, target, atol=1e-9))
     assert relayed, ros.logs()
     last = relayed[-1][1]
     assert list(last.name) == OURS
     np.testing.assert_allclose(last.effort, [1 + order.index(i) for i in range(7)])
     assert sent and all(len(m.data) == 7 for _, m in sent)
-    np.testing.assert_allclose(sent[-1][1].data, target, atol=1e-9)
+    np.testing.assert_allclose(sent[-1][1].data, target, atol=1e-9, err_msg=ros.logs())
 
-    # e-stop: nothing is sent to the driver while disabled
+    # e-stop: once ~/enable false has answered, nothing is sent to the driver, though our
+    # controller keeps commanding (another target) and the driver keeps reporting
     enable = names.private("/drl_lbr", names.ROBOT_INTERFACE_NODE, names.ENABLE)
     assert ros.call(SetBool, enable, SetBool.Request(data=False)).success
-    time.sleep(0.3)  # commands already in flight
-    count = len(sent)
-    for _ in range(40):
-        driver_pub.publish(driver_state(q))
-        cmd_pub.publish(Float64MultiArray(data=target.tolist()))
-        time.sleep(0.01)
-    assert len(sent) == count, "commands reached the driver while disabled"
+    disabled = time.time()
+    drive(target + 0.05, lambda: False, timeout=0.5)
+    assert not ros.wait_for(lambda: any(t > disabled for t, _ in sent), 1.0), \
+        f"commands reached the driver while disabled: {[m.data for t, m in sent if t > disabled][:3]}"
 
     # stale driver state -> the relay holds the last safe position
     assert ros.call(SetBool, enable, SetBool.Request(data=True)).success
-    for _ in range(30):
-        driver_pub.publish(driver_state(q))
-        cmd_pub.publish(Float64MultiArray(data=(target + 0.05).tolist()))
-        time.sleep(0.01)
-    stopped = time.monotonic()  # states and commands stop: the relay holds (stale state, command timeout)
-    assert ros.wait_for(lambda: sum(t > stopped + 0.2 for t, _ in sent) >= 5, 5)
+    enabled = time.time()
+    drive(target + 0.05, lambda: sum(t > enabled for t, _ in sent) >= 10)
+    stopped = time.time()  # states and commands stop: the relay holds (stale state, command timeout)
+    assert ros.wait_for(lambda: sum(t > stopped + 0.2 for t, _ in sent) >= 5, 10), ros.logs()
     late = [np.asarray(m.data) for t, m in sent if t > stopped + 0.2]
     assert late and all(np.array_equal(a, late[0]) for a in late)
 
@@ -149,13 +146,19 @@ def test_iiwa_ros2_dry_run_sends_nothing(ros):
                                                         "~/dry_run/joint_trajectory"))
     real, _ = ros.collect(JointTrajectory, profile.joint_trajectory)
     relayed, _ = ros.collect(JointState, "/drl_iiwa/" + names.JOINT_STATES)
-    driver_pub = _publisher(ros, JointState, profile.joint_states)
-    cmd_pub = _publisher(ros, JointTrajectory, "/drl_iiwa/" + names.JOINT_TRAJECTORY)
+    driver_pub = ros.publisher(JointState, profile.joint_states)
+    cmd_pub = ros.publisher(JointTrajectory, "/drl_iiwa/" + names.JOINT_TRAJECTORY)
     target = HOME - 0.02
     order = [6, 5, 4, 3, 2, 1, 0]
-    for _ in range(100):
+
+    def arrived():
+        return dry and np.allclose(dry[-1][1].points[0].positions, [target[i] for i in range(7)], atol=1e-9)
+
+    end, i = time.monotonic() + 15.0, 0
+    while time.monotonic() < end and not (arrived() and relayed):
         driver_pub.publish(JointState(name=list(profile.joint_names), position=HOME.tolist()))
-        if _ % 4 == 0:
+        i += 1
+        if i % 4 == 1:
             msg = JointTrajectory(joint_names=[OURS[i] for i in order])
             msg.points = [JointTrajectoryPoint(positions=[float(target[i]) for i in order])]
             cmd_pub.publish(msg)
