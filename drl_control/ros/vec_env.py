@@ -51,17 +51,20 @@ class WorkerError(RuntimeError):
 
 
 class _Executor(SingleThreadedExecutor):
-    """The executor of a RosVecEnv's own node: in its spin thread, a future's done-callbacks run at
-    once instead of each being queued as a task (rclpy's way: one more wake-up and wait-set rebuild
-    per callback, two callbacks per service response)."""
+    """The executor of a RosVecEnv's own node, spun by the thread that waits for a response
+    (`spin_for`) rather than by a thread of its own: a response then wakes the very thread that
+    needs it, with no hand-over between threads. Its future's done-callbacks run at once instead
+    of each being queued as a task (rclpy's way: one more wake-up and wait-set rebuild per
+    callback, two callbacks per service response)."""
 
     def __init__(self, context: Any) -> None:
         super().__init__(context=context)
         self._spin_thread: int | None = None
 
-    def spin(self) -> None:
+    def spin_for(self, timeout: float) -> None:
+        """Handle what is ready, waiting at most `timeout` s for something to be."""
         self._spin_thread = threading.get_ident()
-        super().spin()
+        self.spin_once(timeout_sec=timeout)
 
     def create_task(self, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> Task:
         if self._spin_thread != threading.get_ident() or inspect.iscoroutinefunction(callback):
@@ -94,14 +97,22 @@ class _Worker:
         return [self.spec_client, self.reset_client, self.step_client]
 
 
-def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str) -> Any:
+def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str,
+          spin: Callable[[float], None] | None = None) -> Any:
     """The response of `future`; WorkerError at `deadline`, or once the service has left the ROS
-    graph for GRAPH_GRACE s (a worker shut down: no answer can come)."""
-    done = threading.Event()
-    future.add_done_callback(lambda _f: done.set())
+    graph for GRAPH_GRACE s (a worker shut down: no answer can come).
+
+    spin(timeout): spins the executor of the client's node in this thread (RosVecEnv's own node);
+    without it, someone else's executor completes the future and this thread waits for that.
+    """
+    if spin is None:
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        spin = done.wait
     gone_since: float | None = None
     # future.done() first: a done-callback added to a finished future runs later, as an executor task.
-    while not future.done() and not done.wait(min(0.25, max(deadline - time.monotonic(), 0.0))):
+    while not future.done():
+        spin(min(0.25, max(deadline - time.monotonic(), 0.0)))
         if future.done():
             break
         now = time.monotonic()
@@ -127,8 +138,9 @@ class RosVecEnv(VecEnv):
 
     `node`: an rclpy node spun by someone else's executor, whose clients then live in a reentrant
     callback group. Without one, the VecEnv makes its own node (`node_name`) in `context` (or in a
-    context of its own, domain from ROS_DOMAIN_ID) and spins it in its own executor thread, which
-    keeps the step round trips off a busy executor (the learner_node's action server).
+    context of its own, domain from ROS_DOMAIN_ID) and spins it while it waits for an answer, in
+    the thread that calls reset/step (one thread at a time), which keeps the step round trips off
+    a busy executor (the learner_node's action server) and off any thread hand-over.
     """
 
     def __init__(self, workers: Sequence[str], node: Any = None, *, context: Any = None,
@@ -139,7 +151,7 @@ class RosVecEnv(VecEnv):
         self.timeout = float(timeout)
         self.on_failure = on_failure
         self.lost: list[str] = []  # workers reported to on_failure
-        self._own: tuple[Any, Any, threading.Thread, bool] | None = None
+        self._own: tuple[Any, _Executor, bool] | None = None
         group = None
         if node is None:
             own_context = context is None
@@ -151,9 +163,7 @@ class RosVecEnv(VecEnv):
                                      parameter_overrides=[Parameter("start_type_description_service", value=False)])
             executor = _Executor(context)
             executor.add_node(node)
-            thread = threading.Thread(target=executor.spin, daemon=True, name=node_name)
-            thread.start()
-            self._own = (context, executor, thread, own_context)
+            self._own = (context, executor, own_context)
         else:
             group = ReentrantCallbackGroup()
         self.node = node
@@ -168,6 +178,10 @@ class RosVecEnv(VecEnv):
         super().__init__(self._num_envs, self.observation_space_, self.action_space_)
         self._actions: np.ndarray | None = None
 
+    @property
+    def _spin(self) -> Callable[[float], None] | None:
+        return self._own[1].spin_for if self._own is not None else None
+
     # --- setup -------------------------------------------------------------------------------
     def _connect(self, connect_timeout: float) -> None:
         deadline = time.monotonic() + connect_timeout
@@ -178,7 +192,7 @@ class RosVecEnv(VecEnv):
                                       f"after {connect_timeout:g} s (is its sim_node running on this ROS domain?)",
                                       w.name)
         futures = [(w, w.spec_client.call_async(EnvSpec.Request())) for w in self.workers]
-        specs = [_wait(w, w.spec_client, f, deadline, "spec") for w, f in futures]
+        specs = [_wait(w, w.spec_client, f, deadline, "spec", self._spin) for w, f in futures]
         first = specs[0]
         offset = 0
         for w, spec in zip(self.workers, specs):
@@ -217,7 +231,7 @@ class RosVecEnv(VecEnv):
             futures.append((w, w.reset_client.call_async(request)))
         parts = []
         for w, f in futures:
-            response = _wait(w, w.reset_client, f, deadline, "reset")
+            response = _wait(w, w.reset_client, f, deadline, "reset", self._spin)
             if not response.success:
                 raise WorkerError(f"sim worker {w.name}: reset refused: {response.message}", w.name)
             w.last_obs = conv.msg_to_batch(response.batch, self.observation_space)
@@ -242,7 +256,7 @@ class RosVecEnv(VecEnv):
             if future is None:
                 raise RuntimeError("step_wait() without step_async()")
             try:
-                response = _wait(w, w.step_client, future, deadline, "step")
+                response = _wait(w, w.step_client, future, deadline, "step", self._spin)
                 if not response.success:
                     raise WorkerError(f"sim worker {w.name}: step refused: {response.message}", w.name)
                 obs = conv.msg_to_batch(response.batch, self.observation_space)
@@ -308,13 +322,12 @@ class RosVecEnv(VecEnv):
                 for client in w.clients():
                     node.destroy_client(client)
         if self._own is not None:
-            context, executor, thread, own_context = self._own
+            context, executor, own_context = self._own
             self._own = None
             executor.shutdown()
             node.destroy_node()
             if own_context:
                 rclpy.try_shutdown(context=context)
-            thread.join(timeout=5.0)
 
     # --- attributes and methods (local; nothing here goes over ROS) -------------------------
     _ATTRS = ("render_mode", "reward_type", "distance_threshold", "deploy_spec", "env_id", "control_hz")
