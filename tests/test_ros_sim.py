@@ -8,6 +8,7 @@ dones and terminal observations, across episode ends (auto-reset).
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -133,3 +134,21 @@ def test_visualization_topics(sims, venv):
     by_ns = {m.ns: m for m in got["markers"].markers}
     assert {"goal", "ee_trajectory"} <= set(by_ns)
     assert by_ns["goal"].header.frame_id == names.BASE_FRAME
+
+
+def test_idle_worker_publishes_visualization_rarely(sims, venv):
+    from drl_control.ros.sim_node import IDLE_VIS_PERIOD, VIS_RATE
+
+    sent, _ = sims.collect_sent(JointState, "/simA/" + names.JOINT_STATES)
+    venv.reset()
+    idle_from = time.time()
+    time.sleep(2.5)  # nothing steps
+    idle = [t for t, _ in sent if t > idle_from + 0.2]
+    assert len(idle) <= 2.3 / IDLE_VIS_PERIOD + 1, f"{len(idle)} joint_states in 2.3 s idle"
+    busy_from = time.time()
+    while time.time() - busy_from < 1.0:  # stepping: the visualization follows at VIS_RATE
+        venv.step(np.zeros((3, 3), np.float32))
+    busy_to = time.time()
+    wait_until(lambda: any(t > busy_to for t, _ in sent), 5.0, what="the next joint_states")
+    busy = [t for t, _ in sent if busy_from < t <= busy_to]
+    assert len(busy) >= VIS_RATE / 2, f"{len(busy)} joint_states in 1 s of stepping"
