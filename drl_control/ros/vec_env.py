@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.task import Task
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from drl_control.ros import conversions as conv
 from drl_control.ros import names
+from drl_control.ros.spin import LeanExecutor
 from drl_control.sim import rewards
 from drl_control_interfaces.srv import EnvReset, EnvSpec, EnvStep
 
@@ -50,12 +50,13 @@ class WorkerError(RuntimeError):
         self.worker = worker
 
 
-class _Executor(SingleThreadedExecutor):
+class _Executor(LeanExecutor):
     """The executor of a RosVecEnv's own node, spun by the thread that waits for a response
     (`spin_for`) rather than by a thread of its own: a response then wakes the very thread that
-    needs it, with no hand-over between threads. Its future's done-callbacks run at once instead
-    of each being queued as a task (rclpy's way: one more wake-up and wait-set rebuild per
-    callback, two callbacks per service response)."""
+    needs it, with no hand-over between threads. Like every LeanExecutor it is not woken again by
+    its own callbacks, and its future's done-callbacks run at once instead of each being queued as
+    a task (rclpy's way: one more wake-up and wait-set rebuild per callback, two callbacks per
+    service response)."""
 
     def __init__(self, context: Any) -> None:
         super().__init__(context=context)
