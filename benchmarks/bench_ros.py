@@ -1,12 +1,13 @@
 """Training and rollouts over ROS 2 vs in-process, on this machine.
 
-    .venv/bin/python benchmarks/bench_ros.py [--timesteps 3000] [--n-envs 2] [--envs-per-worker 8]
+    .venv/bin/python benchmarks/bench_ros.py [--timesteps 3000] [--n-envs 2] [--pairs 3] [--envs-per-worker 8]
 
 A. Training: SAC + HER (config/sac.yaml, learning_starts 1000) for --timesteps env steps with
    --n-envs envs, (1) in-process (Trainer with the default VecEnv: SubprocVecEnv for n > 1) and
    (2) through learner_node's ~/train action over --n-envs sim_node workers of one env each.
    Env steps/s is the trainer's own progress measure (steps / wall time of the learning loop)
-   reported as the final feedback. Goal: ROS / in-process >= 0.8.
+   reported as the final feedback; --pairs runs of each, alternating, the median ratio of the
+   pairs reported. Goal: ROS / in-process >= 0.8.
 B. Rollouts: a RosVecEnv stepping random actions over 1, 2 and 4 sim_node workers of
    --envs-per-worker envs each, vs a DummyVecEnv of the same envs in this process; measured in
    interleaved rounds (median), so other load on the machine hits every configuration alike.
@@ -154,17 +155,25 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="rollout measurement time per configuration")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the rollout configurations")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pairs", type=int, default=3, help="training runs of each kind (alternating; medians)")
     ap.add_argument("--skip-training", action="store_true")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} cores; ROS_DOMAIN_ID={DOMAIN}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_ros_") as tmp:
         if not args.skip_training:
-            inproc = train_in_process(args.timesteps, args.n_envs, args.seed, Path(tmp))
-            ros = train_over_ros(args.timesteps, args.n_envs, args.seed, Path(tmp))
-            rows.append((f"SAC+HER training, in-process, {args.n_envs} envs", inproc, ""))
+            pairs = []  # (in-process, over ROS), alternating, so drifting load hits both alike
+            for i in range(args.pairs):
+                workdir = Path(tmp) / f"pair{i}"
+                pairs.append((train_in_process(args.timesteps, args.n_envs, args.seed, workdir),
+                              train_over_ros(args.timesteps, args.n_envs, args.seed, workdir)))
+                print(f"training pair {i + 1}/{args.pairs}: in-process {pairs[-1][0]:.0f}, over ROS "
+                      f"{pairs[-1][1]:.0f} env steps/s (ratio {pairs[-1][1] / pairs[-1][0]:.2f})", flush=True)
+            inproc, ros = (float(np.median(column)) for column in zip(*pairs))
+            ratio = float(np.median([r / i for i, r in pairs]))
+            rows.append((f"SAC+HER training, in-process, {args.n_envs} envs", inproc, f"median of {args.pairs}"))
             rows.append((f"SAC+HER training, learner_node + {args.n_envs} sim_node", ros,
-                         f"ratio {ros / inproc:.2f} (goal >= 0.8)"))
+                         f"median ratio {ratio:.2f} (goal >= 0.8)"))
         k = args.envs_per_worker
         fps = rollouts(k, args.seconds, args.rounds)
         rows.append((f"rollout, in-process DummyVecEnv x{k}", fps["in-process"], ""))
