@@ -138,3 +138,20 @@ def test_disabled_controller_sends_nothing():
     ctrl.observe_joint_state(list(sim.arm.spec.joint_names), q, qd, 0.0)
     res = ctrl.step(0.0)
     assert res.command is None and res.reason == "disabled" and res.action is None
+
+
+def test_unsafe_joint_state_is_reported_at_once_and_held():
+    _, sim = _reach_env()
+    sim.reset(seed=0)
+    ctrl = PolicyController(_ScriptedPolicy(sim.deploy_spec()), SafetyConfig())
+    ctrl.set_enabled(True)
+    ctrl.set_goal([0.5, 0.0, 0.4])
+    names = list(sim.arm.spec.joint_names)
+    q, qd = sim.arm.joint_state()
+    assert ctrl.observe_joint_state(names, q, qd, 0.0) == ""
+    assert ctrl.observe_joint_state(names, q[:3], None, 0.01).startswith("ignored: joint state lacks")
+    why = ctrl.observe_joint_state(names, np.full(7, np.nan), None, 0.02)
+    assert "not 7 finite values" in why and why.endswith("holding")
+    res = ctrl.step(0.03)
+    assert res.holding and "not 7 finite values" in res.reason
+    assert "outside the URDF limits" in ctrl.observe_joint_state(names, np.full(7, 100.0), None, 0.04)

@@ -163,17 +163,20 @@ class PolicyController:
         velocities: Sequence[float] | None,
         now: float,
     ) -> str:
-        """Take a JointState's arrays (any order, extra joints ignored). Returns "" or why it was ignored."""
+        """Take a JointState's arrays (any order, extra joints ignored). Returns "" or what is wrong
+        with it: ignored (joints missing), or unsafe (NaN, outside the URDF limits: the safety filter
+        holds from its next decision, and it is said here at once, before a valid state follows)."""
         q = order_joints(names, positions, self.robot.joint_names)
         if q is None:
-            return f"joint state lacks some of {list(self.robot.joint_names)} (has {list(names)})"
+            return f"ignored: joint state lacks some of {list(self.robot.joint_names)} (has {list(names)})"
         qd = order_joints(names, velocities, self.robot.joint_names) if velocities is not None else None
         fingers = [positions[i] for i, n in enumerate(names) if n.startswith("gripper_finger") and i < len(positions)]
         self.finger_width = float(sum(fingers)) if fingers else 0.0
         self.q = q
         self.qd = qd if qd is not None and np.all(np.isfinite(qd)) else None
         self.safety.observe_state(q, now)
-        return ""
+        problem = self.safety.state_problem(q)
+        return f"{problem}: holding" if problem else ""
 
     # --- the tick ----------------------------------------------------------------------------
     def step(self, now: float) -> StepResult:

@@ -149,7 +149,7 @@ class ControllerNode(Node):
         if self.core is not None:
             why = self.core.observe_joint_state(msg.name, msg.position, velocities, now)
             if why:
-                self._log_reason(f"joint_states ignored: {why}")
+                self._log_reason(f"joint_states: {why}")
 
     def set_goal(self, goal: np.ndarray) -> tuple[bool, str]:
         if self.core is None:
