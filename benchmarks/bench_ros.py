@@ -1,6 +1,6 @@
 """Training and rollouts over ROS 2 vs in-process, on this machine.
 
-    .venv/bin/python benchmarks/bench_ros.py [--timesteps 3000] [--n-envs 2] [--pairs 3] [--envs-per-worker 8]
+    .venv/bin/python benchmarks/bench_ros.py [--timesteps 3000] [--n-envs 2] [--pairs 3] [--envs-per-worker 8 16]
 
 A. Training: SAC + HER (config/sac.yaml, learning_starts 1000) for --timesteps env steps with
    --n-envs envs, (1) in-process (Trainer with the default VecEnv: SubprocVecEnv for n > 1) and
@@ -9,9 +9,10 @@ A. Training: SAC + HER (config/sac.yaml, learning_starts 1000) for --timesteps e
    reported as the final feedback; --pairs runs of each, alternating, the median ratio of the
    pairs reported. Goal: ROS / in-process >= 0.8.
 B. Rollouts: a RosVecEnv stepping random actions over 1, 2 and 4 sim_node workers of
-   --envs-per-worker envs each, vs a DummyVecEnv of the same envs in this process; measured in
-   interleaved rounds (median), so other load on the machine hits every configuration alike.
-   Goal: 2 workers >= 1.7 x 1 worker.
+   --envs-per-worker envs each (each size in turn), vs a DummyVecEnv of the same envs in this
+   process; measured in interleaved rounds (median), so other load on the machine hits every
+   configuration alike. Goal: 2 workers >= 1.7 x 1 worker. A step request costs ~0.5 ms of
+   transport and executor CPU whatever the worker's size, so bigger workers scale better.
 
 Every sim_node / learner_node is its own process (drl_control.ros.stack.StackRunner), on a ROS
 domain of its own (pid-derived) and localhost discovery.
@@ -151,7 +152,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--timesteps", type=int, default=3000)
     ap.add_argument("--n-envs", type=int, default=2)
-    ap.add_argument("--envs-per-worker", type=int, default=8)
+    ap.add_argument("--envs-per-worker", type=int, nargs="+", default=[8, 16],
+                    help="worker sizes to measure (the per-request overhead is shared by a worker's envs)")
     ap.add_argument("--seconds", type=float, default=6.0, help="rollout measurement time per configuration")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the rollout configurations")
     ap.add_argument("--seed", type=int, default=0)
@@ -174,13 +176,13 @@ def main() -> int:
             rows.append((f"SAC+HER training, in-process, {args.n_envs} envs", inproc, f"median of {args.pairs}"))
             rows.append((f"SAC+HER training, learner_node + {args.n_envs} sim_node", ros,
                          f"median ratio {ratio:.2f} (goal >= 0.8)"))
-        k = args.envs_per_worker
-        fps = rollouts(k, args.seconds, args.rounds)
-        rows.append((f"rollout, in-process DummyVecEnv x{k}", fps["in-process"], ""))
-        for workers in (1, 2, 4):
-            note = "" if workers == 1 else f"{fps[workers] / fps[1]:.2f} x 1 worker"
-            note += " (goal >= 1.7)" if workers == 2 else ""
-            rows.append((f"rollout, RosVecEnv {workers} sim_node x{k} envs", fps[workers], note))
+        for k in args.envs_per_worker:
+            fps = rollouts(k, args.seconds, args.rounds)
+            rows.append((f"rollout, in-process DummyVecEnv x{k}", fps["in-process"], ""))
+            for workers in (1, 2, 4):
+                note = "" if workers == 1 else f"{fps[workers] / fps[1]:.2f} x 1 worker"
+                note += " (goal >= 1.7)" if workers == 2 else ""
+                rows.append((f"rollout, RosVecEnv {workers} sim_node x{k} envs", fps[workers], note))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measurement':<{width}}  {'env steps/s':>11}  note")
     for name, fps, note in rows:
