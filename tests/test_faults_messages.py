@@ -194,6 +194,28 @@ def _log_count(proc, pattern: str) -> int:
     return len(re.findall(pattern, proc.log()))
 
 
+def _topic_fuzzer(pub, label: str, messages):
+    """A hypothesis test publishing each drawn message on `pub` (counted under `label`), paced."""
+    @FUZZ
+    @given(msg=messages)
+    def fuzz(msg):
+        COUNTS[label] += 1
+        pub.publish(msg)
+        time.sleep(PACE)
+
+    return fuzz
+
+
+def _goal_msg(frame: str, xyz) -> PointStamped:
+    msg = PointStamped(point=_point(xyz))
+    msg.header.frame_id = frame
+    return msg
+
+
+GOAL_MSGS = st.builds(_goal_msg, FRAMES, GOAL_POINT)
+POSITION_MSGS = POSITIONS.map(lambda data: Float64MultiArray(data=data))
+
+
 # --- safety filter, without ROS (the invariant the nodes rely on) ------------------------------
 
 
@@ -244,21 +266,8 @@ def test_sim_robot_rejects_bad_commands_and_stays_within_limits(ros):
             invalid["n"] += 1
             wait_for(lambda: _log_count(proc, rejected) - base >= invalid["n"], 10)
 
-    @FUZZ
-    @given(msg=trajectories())
-    def fuzz_trajectory(msg):
-        COUNTS["sim_node joint_trajectory_controller/joint_trajectory"] += 1
-        trajectory.publish(msg)
-        time.sleep(PACE)
-
-    @FUZZ
-    @given(frame=FRAMES, xyz=GOAL_POINT)
-    def fuzz_goal(frame, xyz):
-        COUNTS["sim_node goal"] += 1
-        msg = PointStamped(point=_point(xyz))
-        msg.header.frame_id = frame
-        goal.publish(msg)
-        time.sleep(PACE)
+    fuzz_trajectory = _topic_fuzzer(trajectory, "sim_node joint_trajectory_controller/joint_trajectory", trajectories())
+    fuzz_goal = _topic_fuzzer(goal, "sim_node goal", GOAL_MSGS)
 
     rejected = r"rejected forward_position_controller/commands"
     base = _primed(proc, positions, Float64MultiArray(data=[math.nan] * 7), rejected)
@@ -359,21 +368,8 @@ def test_controller_rejects_bad_inputs_and_commands_stay_within_limits(ros, tmp_
         (tmp_path / "junk").mkdir()
         (tmp_path / "junk" / "policy.json").write_text("{not json")
 
-        @FUZZ
-        @given(msg=joint_state_msgs())
-        def fuzz_states(msg):
-            COUNTS["controller_node joint_states"] += 1
-            states.publish(msg)
-            time.sleep(PACE)
-
-        @FUZZ
-        @given(frame=FRAMES, xyz=GOAL_POINT)
-        def fuzz_goal(frame, xyz):
-            COUNTS["controller_node goal"] += 1
-            msg = PointStamped(point=_point(xyz))
-            msg.header.frame_id = frame
-            goal.publish(msg)
-            time.sleep(PACE)
+        fuzz_states = _topic_fuzzer(states, "controller_node joint_states", joint_state_msgs())
+        fuzz_goal = _topic_fuzzer(goal, "controller_node goal", GOAL_MSGS)
 
         @FUZZ
         @given(xyz=st.one_of(GOAL_POINT, st.tuples(st.floats(-3, 3), st.floats(-3, 3), st.floats(-3, 3))))
@@ -463,26 +459,11 @@ def test_robot_interface_rejects_bad_inputs_and_the_sim_stays_within_limits(ros)
     assert _call(enable, SetBool.Request(data=True)).success
     wait_until(lambda: sent, 10, what="hold commands once enabled")
 
-    @FUZZ
-    @given(data=POSITIONS)
-    def fuzz_positions(data):
-        COUNTS["robot_interface_node forward_position_controller/commands"] += 1
-        positions.publish(Float64MultiArray(data=data))
-        time.sleep(PACE)
-
-    @FUZZ
-    @given(msg=trajectories())
-    def fuzz_trajectory(msg):
-        COUNTS["robot_interface_node joint_trajectory_controller/joint_trajectory"] += 1
-        trajectory.publish(msg)
-        time.sleep(PACE)
-
-    @FUZZ
-    @given(msg=joint_state_msgs())
-    def fuzz_driver(msg):
-        COUNTS["robot_interface_node driver joint_states"] += 1
-        driver.publish(msg)
-        time.sleep(PACE)
+    fuzz_positions = _topic_fuzzer(positions, "robot_interface_node forward_position_controller/commands",
+                                   POSITION_MSGS)
+    fuzz_trajectory = _topic_fuzzer(trajectory, "robot_interface_node joint_trajectory_controller/joint_trajectory",
+                                    trajectories())
+    fuzz_driver = _topic_fuzzer(driver, "robot_interface_node driver joint_states", joint_state_msgs())
 
     fuzz_positions()
     fuzz_trajectory()
