@@ -104,3 +104,38 @@ def test_a_bad_override_is_refused_even_where_a_goal_field_replaces_it():
         goal_overrides(goal, "sac", None)
     ok = goal_overrides(Train.Goal(overrides=["total_timesteps=50"], timesteps=335, seed=3), "sac", None)
     assert ok["total_timesteps"] == 335 and ok["seed"] == 3
+
+
+def test_ctrl_c_mid_training_checkpoints_and_exits_0(tmp_path):
+    """SIGINT to learner_node (Ctrl-C on `drl-control launch train`): rclpy shuts the ROS context
+    down under the step in flight; the run still stops before storing it, checkpoints, and the
+    node exits 0."""
+    from drl_control.learn.checkpoint import checked_latest, read_state
+
+    domain = domain_id(71)
+    procs = [sim_node(domain, "/c0"), sim_node(domain, "/c1"),
+             NodeProcess("drl_control.ros.learner_node", domain,
+                         ["-p", "workers:=['/c0', '/c1']", "-p", f"run_root:={tmp_path}", "-p", "status_rate:=5.0"])]
+    learner = procs[2]
+    client = RosClient(domain, "test_ros_learner_ctrl_c")
+    status: list[LearnerStatus] = []
+    client.node.create_subscription(LearnerStatus, "/learner_node/status", status.append, 10)
+    action = ActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+    run = tmp_path / "run"
+    try:
+        assert action.wait_for_server(timeout_sec=30), learner.log()
+        goal = Train.Goal(algorithm="sac", timesteps=1_000_000, seed=0, run_dir=str(run), overrides=QUICK)
+        assert wait_future(action.send_goal_async(goal), 30).accepted
+        wait_until(lambda: status and status[-1].state == "training" and status[-1].timesteps >= 300, 60,
+                   what=f"training past 300 steps\n{learner.log()[-2000:]}")
+        learner.interrupt()
+        assert learner.wait(60) == 0, learner.log()[-3000:]
+    finally:
+        action.destroy()
+        client.close()
+        learner.stop()
+        for p in procs[:2]:
+            p.stop()
+    state = read_state(checked_latest(run))  # LATEST names a complete checkpoint, every file hashed
+    assert state["num_timesteps"] >= 300
+    assert "Traceback" not in learner.log(), learner.log()[-3000:]

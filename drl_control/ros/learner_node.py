@@ -51,6 +51,7 @@ from drl_control_interfaces.srv import EnvSpec, EnvStep
 
 FAILURE_POLICIES = ("pause", "continue")
 SEED_STRIDE = 1_000_003  # reset seeds of resumed segment k: seed + k * SEED_STRIDE
+SHUTDOWN_TIMEOUT = 120.0  # s: Ctrl-C waits this long at most for the run's checkpoint
 PROBE_TIMEOUT = 2.0  # s: a ~/spec probe of a lost worker unanswered this long is dropped and resent
 
 
@@ -184,6 +185,25 @@ class LearnerNode(Node):
         self._cancel.set()
         self._stop.set()
 
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+        """Ctrl-C / SIGTERM: stop the run and wait (at most `timeout` s) for its checkpoint before
+        the process goes; the training thread is not a daemon of ours to abandon mid-save."""
+        self.request_stop()
+        end = time.monotonic() + timeout
+        while self._busy and time.monotonic() < end:
+            time.sleep(0.05)
+        if self._busy:
+            self.get_logger().error(f"the training run did not stop within {timeout:g} s; exiting without it")
+
+    def _tell(self, update: Any, *args: Any) -> None:
+        """A goal-handle update (feedback, final state). After Ctrl-C the ROS context is gone and
+        nobody is listening: the run still ends with its checkpoint, so the update is dropped."""
+        try:
+            update(*args)
+        except Exception:  # noqa: BLE001 - only while shutting down, else re-raised
+            if self.context.ok():
+                raise
+
     def _execute(self, goal_handle: Any) -> Train.Result:
         self._cancel.clear()
         with self._lock:
@@ -195,7 +215,7 @@ class LearnerNode(Node):
             message = f"training failed: {type(exc).__name__}: {exc}"
             self.get_logger().error(message)
             self._set_status(state="failed")
-            goal_handle.abort()
+            self._tell(goal_handle.abort)
             return Train.Result(success=False, message=message, run_dir=self._status.run_dir)
         finally:
             self._venv = None
@@ -231,7 +251,7 @@ class LearnerNode(Node):
 
         def on_progress(p: Progress) -> None:
             self._set_status(timesteps=p.timesteps, success_rate=_nan_to(p.success_rate), env_steps_per_second=p.fps)
-            goal_handle.publish_feedback(Train.Feedback(
+            self._tell(goal_handle.publish_feedback, Train.Feedback(
                 timesteps=int(p.timesteps), success_rate=_nan_to(p.success_rate, float("nan")),
                 env_steps_per_second=float(p.fps), mean_return=_nan_to(p.mean_return, float("nan")),
             ))
@@ -288,7 +308,7 @@ class LearnerNode(Node):
         if result is None or result.cancelled:
             steps = result.timesteps if result is not None else 0
             self._set_status(state="cancelled", timesteps=steps)
-            goal_handle.canceled()
+            self._tell(goal_handle.canceled)
             ckpt = result.checkpoint if result is not None else "none"
             return Train.Result(success=False, run_dir=str(run_dir),
                                 message=f"cancelled at {steps} steps; checkpoint {ckpt}{faults.text()}")
@@ -302,7 +322,7 @@ class LearnerNode(Node):
             artifact_dir = str(export_model(trainer.model, trainer.normalizer, trainer.cfg, run_dir / "artifact",
                                             metrics))
         self._set_status(state="done", timesteps=result.timesteps, success_rate=_nan_to(success_rate))
-        goal_handle.succeed()
+        self._tell(goal_handle.succeed)
         return Train.Result(success=True, run_dir=str(run_dir), artifact_dir=artifact_dir, success_rate=success_rate,
                             message=f"trained {result.timesteps} steps in {time.monotonic() - t_start:.1f} s"
                                     f"{faults.text()}")
@@ -323,7 +343,10 @@ class LearnerNode(Node):
             self._lost[worker] = reason
             self._returned.discard(worker)
             self._stop.set()
-        if first:
+        if not self.context.ok():  # Ctrl-C: every worker reports it; nothing was lost
+            if first and len(self._lost) == 1:
+                self.get_logger().info("ROS is shutting down: checkpointing and stopping")
+        elif first:
             policy = self.get_parameter("on_worker_failure").value
             self.get_logger().error(f"sim worker {worker} lost: {reason}; checkpointing "
                                     f"(on_worker_failure={policy})")
@@ -476,7 +499,7 @@ class LearnerNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     return run_node(LearnerNode, args, executor=lambda: MultiThreadedExecutor(num_threads=3),
-                    on_shutdown=lambda node: node.request_stop())
+                    on_shutdown=LearnerNode.shutdown)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,9 @@ service leaves the ROS graph) raises WorkerError naming it. With `on_failure(wor
 `step_wait` reports the lost worker(s) instead and returns a placeholder step for their envs (last
 observation, reward 0, not done, info `worker_lost`). The caller MUST stop before that step is
 stored (learner_node sets the Trainer's cancel event: SB3 then stops before `_store_transition`),
-checkpoint, and rebuild the VecEnv; nothing bogus reaches the replay buffer.
+checkpoint, and rebuild the VecEnv; nothing bogus reaches the replay buffer. A ROS shutdown
+(Ctrl-C) with a request out is reported the same way (every worker), so a run stopped by Ctrl-C
+also ends with a checkpoint.
 
 Step accounting: every sim env reports the steps it executed (`names.STEP_COUNT` in its info); the
 VecEnv checks each one against the steps it sent that env (a gap = a dropped step, a repeat = a
@@ -98,6 +100,12 @@ class _Worker:
         return [self.spec_client, self.reset_client, self.step_client]
 
 
+def _shut_down(worker: _Worker, client: Any, what: str) -> WorkerError:
+    """A ROS shutdown (Ctrl-C, SIGTERM: rclpy shuts every context down) while a request is out:
+    reported like a lost worker, so the learner stops before storing the step and checkpoints."""
+    return WorkerError(f"sim worker {worker.name}: ROS shut down with {client.srv_name} pending ({what})", worker.name)
+
+
 def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str,
           spin: Callable[[float], None] | None = None) -> Any:
     """The response of `future`; WorkerError at `deadline`, or once the service has left the ROS
@@ -113,9 +121,16 @@ def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str,
     gone_since: float | None = None
     # future.done() first: a done-callback added to a finished future runs later, as an executor task.
     while not future.done():
-        spin(min(0.25, max(deadline - time.monotonic(), 0.0)))
+        try:
+            spin(min(0.25, max(deadline - time.monotonic(), 0.0)))
+        except Exception as exc:  # noqa: BLE001 - Ctrl-C shut the ROS context down under us
+            if client.context.ok():
+                raise
+            raise _shut_down(worker, client, what) from exc
         if future.done():
             break
+        if not client.context.ok():
+            raise _shut_down(worker, client, what)
         now = time.monotonic()
         if now >= deadline:
             client.remove_pending_request(future)
@@ -247,7 +262,12 @@ class RosVecEnv(VecEnv):
         for w in self.workers:
             rows = actions[w.offset:w.offset + w.num_envs]
             request = EnvStep.Request(actions=np.ascontiguousarray(rows).ravel(), action_dim=rows.shape[1])
-            w.pending = w.step_client.call_async(request)
+            try:
+                w.pending = w.step_client.call_async(request)
+            except Exception:  # noqa: BLE001 - Ctrl-C shut the ROS context down: step_wait says so
+                if w.step_client.context.ok():
+                    raise
+                w.pending = _shut_down(w, w.step_client, "step")
 
     def step_wait(self) -> VecEnvStepReturn:
         deadline = time.monotonic() + self.timeout
@@ -257,6 +277,8 @@ class RosVecEnv(VecEnv):
             if future is None:
                 raise RuntimeError("step_wait() without step_async()")
             try:
+                if isinstance(future, WorkerError):
+                    raise future
                 response = _wait(w, w.step_client, future, deadline, "step", self._spin)
                 if not response.success:
                     raise WorkerError(f"sim worker {w.name}: step refused: {response.message}", w.name)
