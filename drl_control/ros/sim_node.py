@@ -73,8 +73,8 @@ class SimNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         # Every entity of the node is rebuilt into rclpy's wait set for each ~/step request; the
         # type description service and the publishers' default QoS-event handlers (9 entities
-        # nobody here uses) cost ~0.05 ms of sim_node CPU per request (measured: 0.79-0.83 ->
-        # 0.74-0.78 ms for a 1-env request).
+        # nobody here uses) cost ~0.05 ms of sim_node CPU per request (0.79-0.83 -> 0.74-0.78 ms
+        # for a 1-env request, benchmarks/profile_ros_round.py).
         kwargs.setdefault("parameter_overrides", [Parameter("start_type_description_service", value=False)])
         super().__init__(names.SIM_NODE, **kwargs)
         self.env_id = self.declare_parameter("env_id", DEFAULT_ENV_ID).value
