@@ -340,11 +340,12 @@ class LearnerNode(Node):
         """RosVecEnv's on_failure (training thread): log which worker, stop before the step is stored."""
         with self._lock:
             first = worker not in self._lost
+            first_of_all = not self._lost
             self._lost[worker] = reason
             self._returned.discard(worker)
             self._stop.set()
         if not self.context.ok():  # Ctrl-C: every worker reports it; nothing was lost
-            if first and len(self._lost) == 1:
+            if first_of_all:
                 self.get_logger().info("ROS is shutting down: checkpointing and stopping")
         elif first:
             policy = self.get_parameter("on_worker_failure").value
