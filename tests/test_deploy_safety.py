@@ -207,7 +207,9 @@ def test_every_sent_command_is_within_limits_speed_and_box(state, proposals, sca
         d = f.decide(k * DT)
         assert d.command is not None  # a finite state is always known here
         assert np.all(np.isfinite(d.command))
-        assert np.all(d.command >= f.lower - 1e-12) and np.all(d.command <= f.upper + 1e-12)
+        # inside the shrunk limits, or (arm standing in the margin) no farther out than the arm
+        lower, upper = np.minimum(f.lower, q), np.maximum(f.upper, q)
+        assert np.all(d.command >= lower - 1e-12) and np.all(d.command <= upper + 1e-12)
         if not d.holding:
             assert f.in_workspace(d.command)
             reference = previous if previous is not None else q
@@ -215,3 +217,39 @@ def test_every_sent_command_is_within_limits_speed_and_box(state, proposals, sca
         elif previous is not None:
             np.testing.assert_array_equal(d.command, previous)
         previous = d.command
+
+
+def test_arm_in_the_margin_comes_back_at_the_speed_limit_not_in_a_jump():
+    # Found by the hypothesis test above in a CI run: joint 7 standing at its URDF limit (inside
+    # limit_margin of it) was pulled into the shrunk limits in one tick, a 0.05 rad step when the
+    # speed limit allowed 0.047 (and up to limit_margin, 0.1 rad in the lbr profile, in general).
+    spec = iiwa14()
+    f = SafetyFilter(SafetyConfig(control_dt=DT, velocity_scale=0.5))
+    f.set_enabled(True)
+    q = spec.home.copy()
+    q[6] = spec.upper[6]  # in the margin: beyond the shrunk limit, within the URDF one
+    assert q[6] > f.upper[6]
+    f.observe_state(q, 0.0)
+    f.propose(spec.home, 0.0)
+    steps, previous = [], q
+    for k in range(200):
+        d = f.decide(k * DT)
+        assert not d.holding and d.command[6] <= q[6] + 1e-12
+        steps.append(abs(d.command[6] - previous[6]))
+        previous = d.command
+        f.observe_state(d.command, (k + 1) * DT)
+        f.propose(spec.home, (k + 1) * DT)
+    assert max(steps) <= f.max_step[6] + 1e-9
+    np.testing.assert_allclose(previous, spec.home, atol=1e-9)  # and arrives
+
+
+def test_hold_without_a_sent_command_is_where_the_arm_is():
+    spec = iiwa14()
+    f = SafetyFilter(SafetyConfig(control_dt=DT))
+    f.set_enabled(True)
+    q = spec.home.copy()
+    q[6] = spec.upper[6]  # in the margin
+    f.observe_state(q, 0.0)
+    d = f.decide(0.0)  # no command yet -> hold
+    assert d.holding
+    np.testing.assert_array_equal(d.command, q)  # not pulled into the shrunk limits (a jump)

@@ -181,7 +181,8 @@ class SafetyFilter:
         if self._last_safe is not None:
             return Decision(self._last_safe.copy(), reason, True)
         if self._state is not None and not self.state_problem(self._state):
-            self._last_safe = self.clamp(self._state)
+            # where the arm is (not pulled into the shrunk limits: that would be a jump)
+            self._last_safe = np.clip(self._state, self.spec.lower, self.spec.upper)
             return Decision(self._last_safe.copy(), reason, True)
         return Decision(None, reason + "; nothing safe to hold (no valid joint state)", True)
 
@@ -213,7 +214,12 @@ class SafetyFilter:
         scaled = self.scale_speed(reference, command)
         if not np.array_equal(scaled, command):
             notes.append("speed scaled")
-            command = self.clamp(scaled)  # the reference may lie (within state_tolerance) outside
+            # The scaled step lies between the reference and the clamped target, so where the arm
+            # stands in the margin (between the shrunk and the URDF limits, e.g. enabled there) it
+            # comes back at the speed limit instead of jumping up to limit_margin in one tick; it
+            # never moves farther out. Only the URDF limits themselves are hard here (a measured
+            # state may lie up to state_tolerance beyond them).
+            command = np.clip(scaled, self.spec.lower, self.spec.upper)
         if cfg.check_workspace and not self.in_workspace(command):
             flange = np.round(forward(command)[:3, 3], 3).tolist()
             return self._hold(f"command refused: flange {flange} outside workspace box")
