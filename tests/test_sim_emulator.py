@@ -59,3 +59,37 @@ def test_bad_trajectories_refused(robot):
         robot.command_trajectory(robot.joint_names, [1.0, 1.0], np.vstack([q, q]))
     with pytest.raises(ValueError, match="point 1"):
         robot.command_trajectory(robot.joint_names, [1.0, 2.0], np.vstack([q, q + 5.0]))
+
+
+def test_object_task_episode_is_the_goal_envs_and_the_object_is_pushable():
+    import gymnasium as gym
+    from gymnasium.utils import seeding
+
+    import drl_control  # noqa: F401  (registers the env ids)
+
+    env = gym.make("DrlControl/IiwaPush-v0")
+    expected, _ = env.reset(seed=21)
+    env.close()
+    robot = RobotEmulator(tool="pusher", task="Push")
+    try:
+        assert robot.has_object
+        target = robot.setpoint.copy()
+        target[1] += 0.3
+        robot.command_positions(target)
+        robot.advance(300)  # the arm is away from home
+        achieved, goal = robot.reset_episode(seeding.np_random(21)[0])
+        np.testing.assert_allclose(robot.joint_state()[0], robot.spec.home, atol=1e-9)  # home, at once
+        np.testing.assert_allclose(achieved, expected["achieved_goal"], atol=1e-6)
+        np.testing.assert_allclose(goal, expected["desired_goal"], atol=1e-6)
+        np.testing.assert_allclose(robot.object_pose()[0], achieved)
+        robot.advance(250)  # the drive holds home: it does not run back to the old command
+        np.testing.assert_allclose(robot.joint_state()[0], robot.spec.home, atol=2e-3)
+    finally:
+        robot.close()
+    with pytest.raises(ValueError, match="unknown task"):
+        RobotEmulator(task="Juggle")
+    reach = RobotEmulator(task="Reach")
+    try:
+        assert not reach.has_object and reach.object_pose() is None
+    finally:
+        reach.close()

@@ -9,22 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+from drl_control.paths import data_path
 
 
 def urdf_dir() -> Path:
-    """Directory holding the arm and tool URDFs, in a source tree or an installed share dir."""
-    candidates = [_PACKAGE_DIR.parent / "urdf"]
-    try:  # an ament/colcon install puts data files under share/drl_control
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("drl_control")) / "urdf")
-    except Exception:  # noqa: BLE001 - ament index absent or package not installed that way
-        pass
-    for candidate in candidates:
-        if (candidate / "iiwa14.urdf").is_file():
-            return candidate
-    raise FileNotFoundError(f"iiwa14.urdf not found in any of {[str(c) for c in candidates]}")
+    """Directory holding the arm and tool URDFs (see drl_control.paths)."""
+    return data_path("urdf")
 
 
 def arm_urdf_path() -> Path:

@@ -41,12 +41,11 @@ def forward(q: np.ndarray, tool_offset: float = 0.0) -> np.ndarray:
 def jacobian(q: np.ndarray, tool_offset: float = 0.0) -> np.ndarray:
     """6x7 geometric Jacobian (linear rows first) of the tool point."""
     fr = frames(np.asarray(q, dtype=float), tool_offset)
-    p_end = fr[-1][:3, 3]
-    jac = np.zeros((6, len(q)))
-    for i in range(len(q)):
-        z, p = fr[i][:3, 2], fr[i][:3, 3]
-        jac[:3, i] = np.cross(z, p_end - p)
-        jac[3:, i] = z
+    stacked = np.array(fr[: len(q)])  # (n, 4, 4): one cross product for all joints (this runs every tick)
+    z, p = stacked[:, :3, 2], stacked[:, :3, 3]
+    jac = np.empty((6, len(q)))
+    jac[:3] = np.cross(z, fr[-1][:3, 3] - p).T
+    jac[3:] = z.T
     return jac
 
 

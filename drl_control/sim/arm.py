@@ -8,13 +8,14 @@ import numpy as np
 import pybullet as p
 
 from drl_control.robot import iiwa14
+from drl_control.robot.action_law import FINGER_MAX_OPENING, ActionLaw, action_section, finger_opening
 from drl_control.robot.description import RobotSpec
-from drl_control.robot.kinematics import FLANGE_DOWN, dls_step, rotation_error
+from drl_control.robot.kinematics import FLANGE_DOWN
 from drl_control.robot.tools import composed_urdf_path, tool_tip_offset
+from drl_control.sim.drivers import Driver, DriverModel, driver_model
 from drl_control.sim.world import World
 
 CONTROL_MODES = ("ee", "joints")
-FINGER_MAX_OPENING = 0.04  # per finger, from urdf/tools/gripper.urdf
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,12 @@ class ArmConfig:
 
 
 class Arm:
-    """Loads the arm (with its task tool) and turns normalized actions into joint position targets."""
+    """Loads the arm (with its task tool) and sends the joint position targets that the action law
+    (`robot.action_law`, shared with the deployed controller) makes of normalized actions, through
+    a model of a driver's command path (`sim.drivers`; default: the ideal servo)."""
 
-    def __init__(self, world: World, config: ArmConfig | None = None, spec: RobotSpec | None = None) -> None:
+    def __init__(self, world: World, config: ArmConfig | None = None, spec: RobotSpec | None = None,
+                 driver: str | DriverModel | None = None) -> None:
         self.world = world
         self.config = config or ArmConfig()
         self.spec = spec or iiwa14()
@@ -70,15 +74,19 @@ class Arm:
         self._finger_cols = [self.movable_ids.index(j) for j in self.finger_ids]
         self._cached_at = -1
         self._cache: tuple = ()
-        self.lower = self.spec.lower + self.config.limit_margin
-        self.upper = self.spec.upper - self.config.limit_margin
         self._zeros = [0.0] * len(self.movable_ids)
         self._effort = self.spec.max_effort.tolist()
-        self._max_step = self.spec.max_velocity * world.config.control_dt
-        self._ws_low = np.array(self.config.workspace_low)
-        self._ws_high = np.array(self.config.workspace_high)
         self.target_rotation = FLANGE_DOWN if (self.config.tool and self.config.keep_tool_down) else None
         self.action_dim = (3 if self.config.control == "ee" else self.spec.n_joints) + int(self.has_gripper)
+        self.law = ActionLaw({"action": self.action_spec(), "robot": self.spec.to_dict(),
+                              "control_hz": world.config.control_hz, "tool_offset": self.tool_offset})
+        self.lower, self.upper = self.law.lower, self.law.upper
+        self.command = self.spec.home.copy()  # the joint targets last sent to the motors
+        self.finger_command = 0.0
+        self.driver = Driver(driver_model(driver), world.config.physics_dt, self._send)
+        self.noise_rng: np.random.Generator | None = None  # the driver's measurement noise source
+        self._measured_at = -1
+        self._measured: np.ndarray | None = None
         if self.has_gripper:
             for link in self.finger_ids:
                 self.client.changeDynamics(self.body, link, lateralFriction=2.0, spinningFriction=0.01)
@@ -91,6 +99,7 @@ class Arm:
         for joint in self.finger_ids:
             self.client.resetJointState(self.body, joint, finger_opening, 0.0)
         self.set_joint_targets(q)
+        self.driver.reset(self.command)
         self.set_fingers(finger_opening)
         self.world.touch()
 
@@ -138,59 +147,98 @@ class Arm:
             layout.append(("finger_width", 1))
         return layout
 
+    def measured_joint_positions(self) -> np.ndarray:
+        """Joint positions as the driver reports them: with its measurement noise, one sample per
+        physics state (the action law and the observation see the same measurement)."""
+        q = self._state()[1]
+        if not self.driver.model.measurement_noise:
+            return q
+        if self._measured_at != self.world.generation:
+            self._measured = self.driver.measure(q, self.noise_rng)
+            self._measured_at = self.world.generation
+        return self._measured
+
     def observation(self) -> np.ndarray:
         pos, vel, _ = self.tcp_state()
+        q = self.measured_joint_positions()
+        if q is not self._state()[1]:  # a noisy measurement moves the TCP it implies
+            pos = self.kinematics(q)[0]
         parts = [pos, vel]
         if self.config.control == "joints":
-            parts.append(self.joint_state()[0])
+            parts.append(q)
         if self.has_gripper:
             parts.append([self.finger_opening()])
         return np.concatenate(parts)
 
     # --- commands ----------------------------------------------------------------------------
+    def action_spec(self) -> dict:
+        """The deploy_spec's `action` section: what the action law is built from, here and on the robot."""
+        cfg = self.config
+        return action_section(
+            cfg.control, self.action_dim, cfg.ee_step, self.spec.max_velocity / self.world.config.control_hz,
+            self.has_gripper, damping=cfg.ik_damping, nullspace_gain=cfg.nullspace_gain, rest=self.spec.home,
+            target_rotation=self.target_rotation, limit_margin=cfg.limit_margin,
+            workspace_low=cfg.workspace_low, workspace_high=cfg.workspace_high,
+        )
+
     def set_joint_targets(self, q_target: np.ndarray) -> None:
-        q_target = np.minimum(np.maximum(q_target, self.lower), self.upper)
+        """Drive the arm joints to `q_target`, clamped into the limits shrunk by the margin."""
+        self._send(self.law.clamp(q_target))
+
+    def _send(self, q_target: np.ndarray) -> None:
+        self.command = q_target
         self.client.setJointMotorControlArray(
-            self.body, self.joint_ids, p.POSITION_CONTROL, targetPositions=q_target.tolist(), forces=self._effort
+            self.body, self.joint_ids, p.POSITION_CONTROL, targetPositions=q_target.tolist(),
+            forces=self.world.motor_forces(self._effort),
         )
 
     def set_fingers(self, opening_per_finger: float) -> None:
         if self.has_gripper:
-            target = float(np.clip(opening_per_finger, 0.0, FINGER_MAX_OPENING))
-            self.client.setJointMotorControlArray(
-                self.body, self.finger_ids, p.POSITION_CONTROL, targetPositions=[target] * 2, forces=[40.0, 40.0]
-            )
+            self._send_fingers(min(max(float(opening_per_finger), 0.0), FINGER_MAX_OPENING))
 
-    def joint_targets_for_tcp(self, q: np.ndarray, tcp_target: np.ndarray) -> np.ndarray:
-        """One DLS step from `q` towards `tcp_target` (and the tool-down orientation, if kept)."""
-        all_q, _, _, _, (pos, _, rotation) = self._state()
+    def _send_fingers(self, target: float) -> None:
+        self.finger_command = target
+        self.client.setJointMotorControlArray(
+            self.body, self.finger_ids, p.POSITION_CONTROL, targetPositions=[target] * 2,
+            forces=self.world.motor_forces([40.0, 40.0]),
+        )
+
+    def kinematics(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """TCP position, rotation and 6 x 7 Jacobian from PyBullet at the current physics state.
+
+        `q` is that state's joint positions as measured: where the driver's noise moves it off the
+        true ones, the position moves with it to first order (J dq), as a controller's FK would."""
+        all_q, true_q, _, _, (pos, _, rotation) = self._state()
         lin, ang = self.client.calculateJacobian(self.body, self.tcp_link, [0, 0, 0], all_q, self._zeros, self._zeros)
-        if self.target_rotation is None:
-            jac = np.array(lin)
-            error = tcp_target - pos
-        else:
-            jac = np.array([*lin, *ang])
-            error = np.concatenate([tcp_target - pos, rotation_error(rotation, self.target_rotation)])
+        jac = np.array([*lin, *ang])
         if self._finger_cols:  # drop the gripper's columns
             jac = jac[:, self._arm_cols]
-        dq = dls_step(jac, error, q, self.config.ik_damping, self.spec.home, self.config.nullspace_gain)
-        return q + dq
+        if q is not true_q:
+            pos = pos + jac[:3] @ (q - true_q)
+        return pos, rotation, jac
 
-    def limit_speed(self, q: np.ndarray, q_target: np.ndarray) -> np.ndarray:
-        """Scale the whole joint step down (keeping its direction) so no joint exceeds its max speed."""
-        dq = q_target - q
-        ratio = float(np.abs(dq / self._max_step).max())
-        return q + dq / ratio if ratio > 1.0 else q_target
+    def drive(self, q_target: np.ndarray) -> None:
+        """A joint position command through the driver model (what a controller publishes)."""
+        self.driver.command(self.law.clamp(np.asarray(q_target, dtype=float)))
+
+    def advance(self, substeps: int | None = None, before_substep=None) -> None:
+        """Run the physics for one control period (or `substeps` physics steps), the driver ticking
+        at every physics step unless it is the ideal servo (then PyBullet runs the substeps at once)."""
+        if self.driver.model.ideal:
+            self.world.step(substeps, before_substep)
+            return
+        tick = self.driver.tick
+        if before_substep is None:
+            self.world.step(substeps, tick)
+        else:
+            def hook() -> None:
+                tick()
+                before_substep()
+            self.world.step(substeps, hook)
 
     def apply_action(self, action: np.ndarray) -> None:
-        """Map a normalized action in [-1, 1] to joint (and finger) position targets."""
-        q, _ = self.joint_state()
-        if self.config.control == "ee":
-            pos, _, _ = self.tcp_state()
-            target = np.minimum(np.maximum(pos + action[:3] * self.config.ee_step, self._ws_low), self._ws_high)
-            q_target = self.limit_speed(q, self.joint_targets_for_tcp(q, target))
-        else:
-            q_target = q + action[: self.spec.n_joints] * self._max_step
-        self.set_joint_targets(q_target)
+        """Send the action law's joint (and finger) targets for a normalized action in [-1, 1]."""
+        q = self.measured_joint_positions()
+        self.driver.command(self.law.joint_target(q, action, self.kinematics))  # the law clamps
         if self.has_gripper:
-            self.set_fingers((float(action[-1]) + 1.0) / 2.0 * FINGER_MAX_OPENING)
+            self._send_fingers(finger_opening(float(action[-1])))

@@ -53,8 +53,11 @@ class IiwaGoalEnv(gym.Env):
         ee_step: float = 0.05,
         randomization: dict | None = None,
         robot_spec=None,
-        render_size: tuple[int, int] = (480, 360),
+        render_size: tuple[int, int] = (640, 480),
+        driver: str | None = None,
     ) -> None:
+        """`driver`: the command path between the action law and the arm (`sim.drivers`: ideal,
+        lbr, iiwa_ros2; default ideal); `randomization`: see `sim.randomization`."""
         if task not in TASK_CLASSES:
             raise ValueError(f"task: unknown task {task!r}, expected one of {sorted(TASK_CLASSES)}")
         if reward_type not in REWARD_TYPES:
@@ -71,7 +74,9 @@ class IiwaGoalEnv(gym.Env):
         world_config = WorldConfig(physics_hz=physics_hz, control_hz=control_hz, gui=render_mode == "human")
         self.metadata = {**self.metadata, "render_fps": control_hz}
         self.world = World(world_config)
-        self.arm = Arm(self.world, ArmConfig(control=control, tool=task_cls.tool, ee_step=ee_step), robot_spec)
+        self.arm = Arm(self.world, ArmConfig(control=control, tool=task_cls.tool, ee_step=ee_step), robot_spec,
+                       driver=driver)
+        self.driver_model = self.arm.driver.model
         self.task = task_cls(self.world, self.arm, distance_threshold)
         self.randomizer = Randomizer(self.randomization)
         self._object_mass = (
@@ -107,21 +112,6 @@ class IiwaGoalEnv(gym.Env):
         """Everything a controller needs to rebuild observations and apply actions without the sim."""
         arm = self.arm.config
         spec = self.spec.id if self.spec is not None else None
-        action = {
-            "type": "ee_displacement" if arm.control == "ee" else "joint_delta",
-            "dim": self.arm.action_dim,
-            "scale": [arm.ee_step] * 3 if arm.control == "ee" else self.arm._max_step.tolist(),
-            "gripper": self.arm.has_gripper,
-            "ik": {
-                "damping": arm.ik_damping,
-                "nullspace_gain": arm.nullspace_gain,
-                "rest": self.arm.spec.home.tolist(),
-                "target_rotation": None if self.arm.target_rotation is None else self.arm.target_rotation.tolist(),
-                "limit_margin": arm.limit_margin,
-                "workspace_low": list(arm.workspace_low),
-                "workspace_high": list(arm.workspace_high),
-            },
-        }
         return {
             "env_id": spec,
             "task": self.task.name,
@@ -130,7 +120,7 @@ class IiwaGoalEnv(gym.Env):
             "physics_hz": self.world.config.physics_hz,
             "observation_layout": [list(x) for x in self.observation_layout()],
             "goal_layout": [list(x) for x in self.task.goal_layout],
-            "action": action,
+            "action": self.arm.action_spec(),
             "tool": arm.tool,
             "tool_offset": self.arm.tool_offset,
             "robot": self.arm.spec.to_dict(),
@@ -169,6 +159,11 @@ class IiwaGoalEnv(gym.Env):
             self.np_random, self.world.client, self.arm.body, self.arm.joint_ids,
             getattr(self.task, "object", None), self._object_mass,
         )
+        self.arm.noise_rng = self.np_random
+        if not self.driver_model.ideal or self.randomizer.driver_randomized:
+            # after the task's goal: a world's driver does not change which goals a seed gives
+            self.arm.driver.configure(self.randomizer.driver(self.np_random, self.driver_model))
+            self.arm.driver.reset(self.arm.command, phase=self.np_random.uniform())
         self._last_action = np.zeros(self.arm.action_dim, dtype=np.float32)
         if self.arm.has_gripper:
             self._last_action[-1] = 1.0  # hold the gripper open while a delayed action is pending
@@ -193,7 +188,7 @@ class IiwaGoalEnv(gym.Env):
                 self.randomizer.apply_joint_friction(
                     self.world.client, self.arm.body, self.arm.joint_ids, self._joint_axes
                 )
-        self.world.step(self.randomizer.substeps(self.np_random, self.world.substeps), friction)
+        self.arm.advance(self.randomizer.substeps(self.np_random, self.world.substeps), friction)
         obs = self._get_obs()
         # The observation holds the TCP and any object position, so this covers a physics blow-up.
         # One reduction: a NaN/inf anywhere makes the sum non-finite (a finite overflow counts too,

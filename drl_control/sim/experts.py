@@ -10,7 +10,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from drl_control.errors import UserError
 from drl_control.robot import kinematics
+from drl_control.sim.registration import check_env_id
 from drl_control.sim.rollout import run_episode, summarize
 from drl_control.sim.tasks import OBJECT_HALF
 
@@ -46,7 +48,7 @@ class Expert:
                 target, q, self.arm.lower, self.arm.upper, target_rot=self.arm.target_rotation,
                 tool_offset=self.arm.tool_offset, q_rest=self.arm.spec.home, iterations=30,
             )
-            motion = (q_goal - q) / self.arm._max_step
+            motion = (q_goal - q) / self.arm.law.max_step
         largest = float(np.max(np.abs(motion)))
         action = motion / largest if largest > 1.0 else motion  # scale, don't clip: keep the direction
         if self.arm.has_gripper:
@@ -122,22 +124,23 @@ def make_expert(env: gym.Env) -> Expert:
 def run_episodes(env_id: str, episodes: int, seed: int, gif: str | None = None) -> dict:
     """Roll the task's expert out for `episodes` seeded episodes; success is judged at the last step."""
     if episodes < 1:
-        raise ValueError(f"episodes must be at least 1, got {episodes}")
-    if env_id not in gym.registry:
-        raise ValueError(f"unknown env id {env_id!r}")
-    env = gym.make(env_id, render_mode="rgb_array" if gif else None)
+        raise UserError(f"episodes must be at least 1, got {episodes}")
+    check_env_id(env_id)
+    env = gym.make(env_id)
     expert = make_expert(env)
-    frames: list = []
+    recorder = None
+    if gif:
+        from drl_control.sim.media import EpisodeRecorder
+
+        recorder = EpisodeRecorder(env)
     start = time.perf_counter()
     runs = [run_episode(env, lambda _obs: expert.act(), seed + episode,
-                        after_step=(lambda: frames.append(env.render())) if gif and episode == 0 else None)
+                        after_step=(lambda: recorder.capture()) if recorder and episode == 0 else None)
             for episode in range(episodes)]
-    env.close()
     summary = {**summarize(env_id, seed, runs), "wall_time_s": time.perf_counter() - start}
-    if gif:
-        from drl_control.sim.media import write_gif
-
-        summary["gif"] = str(write_gif(frames, gif, fps=env.metadata.get("render_fps", 25)))
+    if recorder:
+        summary["gif"] = str(recorder.save(gif))
+    env.close()
     return summary
 
 

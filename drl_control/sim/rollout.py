@@ -19,15 +19,24 @@ class Episode:
 
 
 def run_episode(env: Any, act: Callable[[Any], Any], seed: int | None,
-                after_step: Callable[[], None] | None = None) -> Episode:
-    """Reset with `seed`, step `act(obs)` until terminated or truncated; `after_step` runs after each step."""
+                after_step: Callable[[], None] | None = None, hook: Any = None) -> Episode:
+    """Reset with `seed`, step `act(obs)` until terminated or truncated; `after_step` runs after each step.
+
+    `hook` (e.g. drl_control.record.episodes.EpisodeRecorder) sees the episode: `hook.on_reset(env)`
+    after the reset, `hook.on_step(env, action, reward, terminated, truncated, info)` after each step.
+    """
     obs, info = env.reset(seed=seed)
+    if hook is not None:
+        hook.on_reset(env)
     total, steps, done = 0.0, 0, False
     while not done:
-        obs, reward, terminated, truncated, info = env.step(act(obs))
+        action = act(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
         steps += 1
         done = terminated or truncated
+        if hook is not None:
+            hook.on_step(env, action, reward, terminated, truncated, info)
         if after_step is not None:
             after_step()
     distance = float(np.linalg.norm(np.asarray(obs["achieved_goal"]) - np.asarray(obs["desired_goal"])))

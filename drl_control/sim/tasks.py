@@ -16,6 +16,9 @@ OBJECT_HALF = 0.02  # 4 cm cube
 # pointing down, the iiwa's elbow (A4, +-120 deg) limits how close to the base it can work.
 TABLE_CENTRE = np.array([0.6, 0.0])
 OBJECT_XY_RANGE = np.array([0.12, 0.15])
+# Reach goals (flange/TCP, base frame, metres): a box in front of the robot.
+REACH_GOAL_LOW = np.array([0.35, -0.35, 0.15])
+REACH_GOAL_HIGH = np.array([0.75, 0.35, 0.65])
 
 
 class Task:
@@ -60,8 +63,8 @@ class Reach(Task):
     """Bring the flange to a point sampled in a box in front of the robot."""
 
     name = "Reach"
-    goal_low = np.array([0.35, -0.35, 0.15])
-    goal_high = np.array([0.75, 0.35, 0.65])
+    goal_low = REACH_GOAL_LOW
+    goal_high = REACH_GOAL_HIGH
 
     def reset(self, rng: np.random.Generator) -> None:
         self.goal = rng.uniform(self.goal_low, self.goal_high)
