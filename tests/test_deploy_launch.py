@@ -61,4 +61,25 @@ def test_rviz_config_shows_robot_and_markers_in_base_frame():
     assert robot["Description Topic"]["Durability Policy"] == "Transient Local"
     from drl_control.ros import names
 
-    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == names.MARKERS
+    marker_topics = {d["Topic"]["Value"]: d for d in manager["Displays"]
+                     if d["Class"] == "rviz_default_plugins/MarkerArray"}
+    from drl_control.ros.stack import load_stack
+
+    sim = next(n for n in load_stack("deploy").resolve() if n.executable == "sim_node")
+    assert set(marker_topics) == {names.MARKERS, sim.remappings[names.MARKERS]}  # the controller's, the sim arm's
+    assert marker_topics["sim_markers"]["Namespaces"]["object"] is True  # an object task's cube
+
+
+def test_deploy_stack_points_the_controller_at_the_sim_arms_object_pose():
+    from drl_control.ros import names
+    from drl_control.ros.stack import load_stack
+
+    stack = load_stack("deploy")
+    same_ns = next(n for n in stack.resolve() if n.executable == "controller_node")
+    assert same_ns.remappings[names.OBJECT_POSE] == names.OBJECT_POSE  # sim and controller share a namespace
+    nodes = stack.resolve({"interface": "true", "profile": "sim", "robot_ns": "/drl", "sim_ns": "/sim_robot",
+                           "object_pose": "/sim_robot/object_pose"})
+    controller = next(n for n in nodes if n.executable == "controller_node")
+    sim = next(n for n in nodes if n.executable == "sim_node")
+    assert controller.namespace == "/drl" and sim.namespace == "/sim_robot"
+    assert controller.remappings[names.OBJECT_POSE] == f"{sim.namespace}/{names.OBJECT_POSE}"

@@ -1,11 +1,14 @@
 """The deploy artifact (contract): a directory with `policy.safetensors` and `policy.json`.
 
-Only torch, safetensors and json are needed to read it: no SB3, no pickle, so loading an artifact
-can never execute code. `read_artifact` refuses anything it cannot fully trust with an
-`ArtifactError` (a ValueError) that names the problem: unparsable or incomplete JSON, an unknown
-`format_version`, a safetensors file that is truncated or does not match its recorded SHA-256,
-tensors whose shapes disagree with the declared network, or a robot / observation layout other
-than the caller expects.
+Only torch, safetensors, json and gymnasium's registry are needed to read it: no SB3, no pickle,
+so loading an artifact can never execute code. `read_artifact` refuses anything it cannot fully
+trust with an `ArtifactError` (a UserError and ValueError) that names the problem: unparsable,
+incomplete, oversized or too deeply nested JSON (drl_control.safe_io), an unknown `format_version`,
+an `env_id` that is not a registered id (the `module:Id` form, which would import a module, is
+refused), a safetensors file that is truncated or does not match its recorded SHA-256, tensors
+whose shapes disagree with the declared network or that are not finite floating point (bool and
+integer weights are refused), a tensor file over MAX_TENSOR_BYTES (refused before it is read), or
+a robot / observation layout other than the caller expects.
 
 policy.json (format_version 1):
   format_version, kind="drl_control.policy", algorithm, env_id
@@ -32,6 +35,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from drl_control.errors import UserError
+from drl_control.safe_io import DataError, read_json
+from drl_control.sim.registration import EnvIdError, check_env_id
+
 FORMAT_VERSION = 1
 KIND = "drl_control.policy"
 JSON_NAME = "policy.json"
@@ -51,10 +58,13 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "versions": dict,
     "tensors": dict,
 }
+# The largest policy.safetensors read (checked before hashing it): the biggest network the config
+# bounds allow for this package's tasks is a few MB; a GB-sized file only blocks its reader.
+MAX_TENSOR_BYTES = 256 << 20
 REQUIRED_SPEC = ("control_hz", "observation_layout", "goal_layout", "action", "robot")
 
 
-class ArtifactError(ValueError):
+class ArtifactError(UserError, ValueError):
     """A deploy artifact is corrupt, incomplete, of another format, or for another robot/layout."""
 
 
@@ -68,7 +78,7 @@ def sha256_file(path: Path) -> str:
 
 def write_artifact(out_dir: str | Path, meta: dict[str, Any], tensors: Mapping[str, Any]) -> Path:
     """Write the artifact atomically (temp dir, fsync, rename); fills meta['tensors']."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # torch: imported by the functions that need it
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +126,10 @@ def validate_meta(meta: Any, path: Path) -> None:
         _require(key in meta, path, f"policy.json is missing required field {key!r}")
         _require(isinstance(meta[key], typ), path, f"policy.json field {key!r} has the wrong type")
     _require(meta["kind"] == KIND, path, f"policy.json kind is {meta['kind']!r}, expected {KIND!r}")
+    try:
+        check_env_id(meta["env_id"])
+    except EnvIdError as exc:
+        raise ArtifactError(f"{path}: policy.json env_id: {exc}") from None
     spec = meta["env_spec"]
     for key in REQUIRED_SPEC:
         _require(key in spec, path, f"policy.json env_spec is missing required field {key!r}")
@@ -198,9 +212,9 @@ def read_artifact(
         if not (path / name).is_file():
             raise ArtifactError(f"{path}: incomplete artifact, missing {name}")
     try:
-        meta = json.loads((path / JSON_NAME).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: policy.json is not valid JSON ({exc})") from None
+        meta = read_json(path / JSON_NAME)
+    except DataError as exc:
+        raise ArtifactError(f"{path}: policy.json refused: {exc}") from None
     try:
         validate_meta(meta, path)
     except ArtifactError:
@@ -209,6 +223,9 @@ def read_artifact(
         # a field of the wrong shape deep inside policy.json (a list where a mapping belongs, ...)
         raise ArtifactError(f"{path}: policy.json is malformed ({type(exc).__name__}: {exc})") from None
     check_expectations(meta, path, joint_names=joint_names, observation_layout=observation_layout, env_id=env_id)
+    size = (path / TENSORS_NAME).stat().st_size
+    if size > MAX_TENSOR_BYTES:
+        raise ArtifactError(f"{path}: {TENSORS_NAME} is {size} bytes, larger than the {MAX_TENSOR_BYTES} accepted")
     digest = sha256_file(path / TENSORS_NAME)
     if digest != meta["tensors"].get("sha256"):
         raise ArtifactError(f"{path}: {TENSORS_NAME} is corrupt or truncated (SHA-256 does not match policy.json)")
@@ -219,4 +236,9 @@ def read_artifact(
     shapes = {k: list(v.shape) for k, v in tensors.items()}
     if shapes != meta["tensors"]["shapes"]:
         raise ArtifactError(f"{path}: tensors {sorted(shapes)} do not match policy.json's declared tensors")
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise ArtifactError(f"{path}: tensor {name!r} is {tensor.dtype}, expected floating point weights")
+        if not bool(tensor.isfinite().all()):
+            raise ArtifactError(f"{path}: tensor {name!r} has non-finite values")
     return meta, tensors

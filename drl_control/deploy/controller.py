@@ -1,92 +1,42 @@
 """The deployed controller's core, without ROS: observation -> policy -> joint target -> safety.
 
-`ActionLaw` reproduces `drl_control.sim.arm.Arm.apply_action` from the artifact's recorded
-deploy_spec with numpy kinematics, so a policy sees the same action semantics on the robot as in
-training:
-
-- ee_displacement: tcp target = clip(tcp + a[:3]·scale, workspace); one damped-least-squares
-  step (position, plus the tool-down orientation when recorded) with null-space pull to the rest
-  pose; the whole joint step scaled (direction kept) so no joint exceeds max_velocity·control_dt;
-  clipped to the URDF limits shrunk by the recorded limit margin.
-- joint_delta: q + a[:7]·scale (scale = max_velocity·control_dt), clipped the same way.
-- gripper: finger target (a[-1] + 1)/2 · 0.04 m per finger, reported but not commanded (the
-  ros2_control arm contract carries the 7 arm joints only).
+The action law (policy action -> joint target) is `drl_control.robot.action_law.ActionLaw`, the
+same object the simulator's arm uses, built from the artifact's recorded deploy_spec; here it runs
+on the DH kinematics, so a policy sees the same action semantics on the robot as in training. The
+gripper target is reported but not commanded (the ros2_control arm contract carries the 7 arm
+joints only; deploy.handover refuses policies with a gripper action, deploy.profiles.gripper_problem).
 
 `PolicyController` adds goal handling, the latest joint state (any name order), inference timing
 and the safety filter. Time is passed in explicitly (seconds, monotonic) so it is testable.
+
+Object tasks (Push): the object's pose arrives by `observe_object_pose` (frame, finiteness,
+`ObjectPoseGate`'s stamp and jump rules, then `ObjectPoseTracker`). While no accepted pose is
+newer than `object_pose_timeout` (or none has come yet, or the poses do not yet span the velocity
+difference), the controller withholds its command and the safety filter holds, with that reason.
+The goal of an object task is where the object should go: it is checked against the trained TCP
+box (on the table), not the flange box, which is about the arm.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from drl_control.deploy.object_pose import ObjectPoseTracker, pose_problem
 from drl_control.deploy.observation import ObservationBuilder, order_joints
-from drl_control.deploy.safety import Decision, SafetyConfig, SafetyFilter
+from drl_control.deploy.safety import Decision, ObjectPoseGate, SafetyConfig, SafetyFilter
+from drl_control.robot.action_law import ActionLaw
 from drl_control.robot.description import RobotSpec, iiwa14
-from drl_control.robot.kinematics import dls_step, forward, jacobian, rotation_error
+from drl_control.robot.kinematics import forward
+from drl_control.ros.names import BASE_FRAME
 
-FINGER_MAX_OPENING = 0.04  # per finger; the same constant as drl_control.sim.arm
-
-
-class ActionLaw:
-    """Normalized action in [-1, 1] -> joint position target, exactly as the simulator applies it."""
-
-    def __init__(self, spec: Mapping[str, Any]) -> None:
-        action = spec["action"]
-        robot = spec["robot"]
-        self.kind = str(action["type"])
-        if self.kind not in ("ee_displacement", "joint_delta"):
-            raise ValueError(f"action type {self.kind!r} is unknown (expected ee_displacement or joint_delta)")
-        ik = action.get("ik") or {}
-        self.n_joints = len(robot["joint_names"])
-        self.scale = np.asarray(action["scale"], dtype=float)
-        self.gripper = bool(action.get("gripper", False))
-        self.dim = int(action["dim"])
-        self.tool_offset = float(spec.get("tool_offset") or 0.0)
-        margin = float(ik.get("limit_margin", 0.0))
-        self.lower = np.asarray(robot["lower"], dtype=float) + margin
-        self.upper = np.asarray(robot["upper"], dtype=float) - margin
-        self.max_step = np.asarray(robot["max_velocity"], dtype=float) / float(spec["control_hz"])
-        self.damping = float(ik.get("damping", 0.05))
-        self.nullspace_gain = float(ik.get("nullspace_gain", 0.0))
-        self.rest = None if ik.get("rest") is None else np.asarray(ik["rest"], dtype=float)
-        rot = ik.get("target_rotation")
-        self.target_rotation = None if rot is None else np.asarray(rot, dtype=float)
-        self.ws_low = np.asarray(ik.get("workspace_low", [-np.inf] * 3), dtype=float)
-        self.ws_high = np.asarray(ik.get("workspace_high", [np.inf] * 3), dtype=float)
-
-    def limit_speed(self, q: np.ndarray, q_target: np.ndarray) -> np.ndarray:
-        dq = q_target - q
-        ratio = float(np.max(np.abs(dq) / self.max_step))
-        return q + dq / ratio if ratio > 1.0 else q_target
-
-    def joint_target(self, q: np.ndarray, action: np.ndarray) -> np.ndarray:
-        q = np.asarray(q, dtype=float)
-        action = np.clip(np.asarray(action, dtype=float), -1.0, 1.0)
-        if self.kind == "ee_displacement":
-            pose = forward(q, self.tool_offset)
-            pos = pose[:3, 3]
-            target = np.clip(pos + action[:3] * self.scale, self.ws_low, self.ws_high)
-            jac = jacobian(q, self.tool_offset)
-            if self.target_rotation is None:
-                jac, error = jac[:3], target - pos
-            else:
-                error = np.concatenate([target - pos, rotation_error(pose[:3, :3], self.target_rotation)])
-            dq = dls_step(jac, error, q, self.damping, self.rest, self.nullspace_gain)
-            q_target = self.limit_speed(q, q + dq)
-        else:
-            q_target = q + action[: self.n_joints] * self.scale
-        return np.clip(q_target, self.lower, self.upper)
-
-    def finger_target(self, action: np.ndarray) -> float | None:
-        if not self.gripper:
-            return None
-        return float(np.clip((float(action[-1]) + 1.0) / 2.0 * FINGER_MAX_OPENING, 0.0, FINGER_MAX_OPENING))
+# A goal on the box's edge that crossed a float32 message (z = 0.02 arrives as 0.0199999996) is
+# on the edge, not outside: accepted within this margin and clipped into the box.
+GOAL_EDGE_TOLERANCE = 1e-6  # m
 
 
 @dataclass
@@ -130,8 +80,14 @@ class PolicyController:
         # Goals: inside the TCP box the policy was trained in, intersected with the flange box.
         low = np.asarray(ik.get("workspace_low", cfg.workspace_low), dtype=float)
         high = np.asarray(ik.get("workspace_high", cfg.workspace_high), dtype=float)
-        self.goal_low = np.maximum(low, cfg.workspace_low)
-        self.goal_high = np.minimum(high, cfg.workspace_high)
+        self.observes_object = self.obs.observes_object
+        self.goal_low = low if self.observes_object else np.maximum(low, cfg.workspace_low)
+        self.goal_high = high if self.observes_object else np.minimum(high, cfg.workspace_high)
+        self.object_timeout = cfg.object_pose_timeout
+        self.object_gate = ObjectPoseGate(cfg, self.robot)
+        # velocities over at least half a training control period (deploy.object_pose)
+        self.object = ObjectPoseTracker(0.5 / self.control_hz)
+        self.object_time = -np.inf  # arrival (monotonic) of the last accepted object pose
         self.goal: np.ndarray | None = None
         self.q: np.ndarray | None = None
         self.qd: np.ndarray | None = None
@@ -150,10 +106,10 @@ class PolicyController:
         goal = np.asarray(goal, dtype=float).reshape(-1)
         if goal.shape != (3,) or not np.all(np.isfinite(goal)):
             return False, f"goal must be 3 finite numbers, got {goal.tolist()}"
-        if np.any(goal < self.goal_low) or np.any(goal > self.goal_high):
+        if np.any(goal < self.goal_low - GOAL_EDGE_TOLERANCE) or np.any(goal > self.goal_high + GOAL_EDGE_TOLERANCE):
             return False, (f"goal {np.round(goal, 3).tolist()} outside the workspace box "
                            f"{np.round(self.goal_low, 3).tolist()}..{np.round(self.goal_high, 3).tolist()}")
-        self.goal = goal
+        self.goal = np.clip(goal, self.goal_low, self.goal_high)
         return True, "goal accepted"
 
     def observe_joint_state(
@@ -178,6 +134,39 @@ class PolicyController:
         problem = self.safety.state_problem(q)
         return f"{problem}: holding" if problem else ""
 
+    def observe_object_pose(
+        self,
+        frame_id: str,
+        position: Sequence[float],
+        quaternion: Sequence[float],
+        stamp: float,
+        now: float,
+        wall: float,
+    ) -> str:
+        """Take a PoseStamped's fields (quaternion x, y, z, w; `stamp` the header stamp, `now`/`wall`
+        the arrival on the monotonic / wall clock). Returns "" or why the pose is refused; a refused
+        pose changes nothing (the last accepted one ages towards the timeout)."""
+        gate = self.object_gate
+        problem = pose_problem(frame_id, position, quaternion, BASE_FRAME)
+        if problem:  # counted and shown like the gate's own refusals
+            gate.rejected += 1
+            gate.last_problem = problem
+            return problem
+        problem = gate.check(np.asarray(position, dtype=float), stamp, now, wall)
+        if not problem:
+            self.object.add(stamp, position, quaternion)  # in order: the gate checked the stamps
+            self.object_time = float(now)
+        return problem
+
+    def object_problem(self, now: float) -> str:
+        """Why the object parts of the observation cannot be built now ("" when they can)."""
+        if self.object.reference() is None:
+            return self.object.waiting_reason()
+        age = now - self.object_time
+        if age > self.object_timeout:
+            return f"stale object pose ({age * 1e3:.0f} ms old > object_pose_timeout {self.object_timeout:g} s)"
+        return ""
+
     # --- the tick ----------------------------------------------------------------------------
     def step(self, now: float) -> StepResult:
         """Run the policy (when it can) and ask the safety filter what to send."""
@@ -186,22 +175,26 @@ class PolicyController:
         distance = float("nan")
         tcp = None
         note = ""
-        fresh = self.q is not None and (now - self.safety._state_time) <= (
-            self.safety.config.stale_periods * self.safety.config.control_dt)
+        fresh = self.q is not None and self.safety.state_fresh(now)
+        object_parts = self.object.parts() if self.observes_object else None
         if self.q is not None and np.all(np.isfinite(self.q)):
             tcp = forward(self.q, self.obs.tool_offset)[:3, 3]
-            if self.goal is not None:
-                distance = float(np.linalg.norm(tcp - self.goal))
+        achieved = (object_parts or {}).get("object_pos") if self.observes_object else tcp
+        if achieved is not None and self.goal is not None:
+            distance = float(np.linalg.norm(achieved - self.goal))
+        missing = self.object_problem(now) if self.observes_object else ""
         if not self.enabled:
             pass
         elif self.goal is None:
             note = "no goal"
         elif self.q is None or not np.all(np.isfinite(self.q)) or not fresh:
             pass  # the safety filter names the state problem
+        elif missing:
+            self.safety.withhold(missing)  # -> hold now, with this reason
         else:
             t0 = time.perf_counter()
             try:
-                obs = self.obs.build(self.q, self.qd, self.goal, self.finger_width)
+                obs = self.obs.build(self.q, self.qd, self.goal, self.finger_width, object_parts)
                 action = np.asarray(self.policy.act(obs), dtype=float)
                 inference_ms = (time.perf_counter() - t0) * 1e3
                 if action.shape != (self.law.dim,) or not np.all(np.isfinite(action)):
@@ -215,5 +208,6 @@ class PolicyController:
                 action = None
                 self.safety.propose(np.full(self.robot.n_joints, np.nan), now)  # -> hold now
         decision: Decision = self.safety.decide(now)
-        reason = "; ".join(r for r in (note, decision.reason) if r)
+        refused = self.object_gate.last_problem if self.observes_object else ""
+        reason = "; ".join(r for r in (note, decision.reason, refused) if r)
         return StepResult(decision.command, reason, decision.holding, action, inference_ms, distance, tcp)
