@@ -10,7 +10,8 @@ import gymnasium as gym
 import numpy as np
 from torch import nn
 
-from drl_control.learn.config import OFF_POLICY, algo_class
+from drl_control.learn.config import OFF_POLICY, ConfigError, algo_class
+from drl_control.sim.registration import import_env_packages  # noqa: F401  (its callers' old home)
 
 VecEnvFactory = Callable[[int, int], Any]
 """(n_envs, seed) -> SB3 VecEnv. The ROS learner passes its own (a RosVecEnv)."""
@@ -20,16 +21,10 @@ ACTIVATION_CLASSES: dict[str, type[nn.Module]] = {
 }
 
 
-def import_env_packages(env_id: str) -> None:
-    """Register the env ids `env_id` needs (ours always; panda-gym's for Panda* ids)."""
-    import drl_control  # noqa: F401  (registers DrlControl/*)
-
-    if env_id.split("/")[-1].startswith("Panda"):
-        import panda_gym  # noqa: F401
-
-
-def make_env(env_id: str, rank: int = 0, seed: int | None = None) -> gym.Env:
-    """One monitored env (top-level function so SubprocVecEnv can pickle it)."""
+def make_env(env_id: str, rank: int = 0, seed: int | None = None,
+             env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
+    """One monitored env (top-level function so SubprocVecEnv can pickle it); `env_kwargs` (the
+    config's `env` section: driver, randomization) go to gym.make."""
     import multiprocessing
     import signal
 
@@ -42,20 +37,20 @@ def make_env(env_id: str, rank: int = 0, seed: int | None = None) -> gym.Env:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import_env_packages(env_id)
-    env = gym.make(env_id)
+    env = gym.make(env_id, **{k: v for k, v in (env_kwargs or {}).items() if v is not None})
     env = Monitor(env, info_keywords=("is_success",))
     if seed is not None:
         env.action_space.seed(seed + rank)
     return env
 
 
-def default_vec_env_factory(env_id: str) -> VecEnvFactory:
+def default_vec_env_factory(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> VecEnvFactory:
     """In-process envs: DummyVecEnv for one, SubprocVecEnv (forkserver) for several."""
 
     def factory(n_envs: int, seed: int) -> Any:
         from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-        fns = [functools.partial(make_env, env_id, rank, seed) for rank in range(n_envs)]
+        fns = [functools.partial(make_env, env_id, rank, seed, env_kwargs) for rank in range(n_envs)]
         venv = DummyVecEnv(fns) if n_envs == 1 else SubprocVecEnv(fns)
         venv.seed(seed)
         return venv
@@ -82,7 +77,7 @@ def wrap_normalizer(venv: Any, cfg: Mapping[str, Any], training: bool = True) ->
 
 def policy_spec(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     """Policy class and policy_kwargs for the config's algorithm."""
-    from drl_control.learn.spectral import SNPPOPolicy, SNSACPolicy, SNTD3Policy
+    from drl_control.learn.spectral import SNPPOPolicy, SNSACPolicy, SNTD3Policy, SNTQCPolicy
 
     algo = cfg["algo"]
     p = cfg.get("policy", {})
@@ -94,19 +89,38 @@ def policy_spec(cfg: Mapping[str, Any]) -> tuple[type, dict[str, Any]]:
     }
     if algo in OFF_POLICY:
         kwargs["n_critics"] = p.get("n_critics", 1 if algo == "ddpg" else 2)
-    if algo in ("sac", "ppo") and "log_std_init" in p:
+    if algo in ("sac", "tqc", "ppo") and "log_std_init" in p:
         kwargs["log_std_init"] = p["log_std_init"]
+    if algo == "tqc" and "n_quantiles" in p:
+        kwargs["n_quantiles"] = p["n_quantiles"]
     if algo == "ppo" and "ortho_init" in p:
         kwargs["ortho_init"] = p["ortho_init"]
-    cls = {"sac": SNSACPolicy, "td3": SNTD3Policy, "ddpg": SNTD3Policy, "ppo": SNPPOPolicy}[algo]
+    cls = {"sac": SNSACPolicy, "tqc": SNTQCPolicy, "td3": SNTD3Policy, "ddpg": SNTD3Policy, "ppo": SNPPOPolicy}[algo]
     return cls, kwargs
 
 
-def build_model(cfg: Mapping[str, Any], venv: Any, tensorboard_log: str | None = None) -> Any:
-    """A fresh SB3 model for `cfg` on `venv` (used for new runs AND for resume, before loading states)."""
+def resolve_device(name: str) -> str:
+    """`train.device` (--device): auto takes a CUDA GPU when torch sees one; cuda without one is refused."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda: torch sees no CUDA GPU on this machine (use --device auto or cpu)")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r} (expected auto, cpu or cuda)")
+    return name
+
+
+def build_model(cfg: Mapping[str, Any], venv: Any, tensorboard_log: str | None = None, device: str = "cpu") -> Any:
+    """A fresh SB3 model for `cfg` on `venv` (used for new runs AND for resume, before loading states).
+
+    `device` is a resolved torch device; the trainer passes `train.device`, evaluation and export act on the CPU.
+    """
     from stable_baselines3 import HerReplayBuffer
     from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
+    from drl_control.learn import demos
     from drl_control.learn.spectral import finalize_spectral_norm
 
     algo = cfg["algo"]
@@ -131,17 +145,19 @@ def build_model(cfg: Mapping[str, Any], venv: Any, tensorboard_log: str | None =
             kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), sigma)
         elif noise.get("type") == "ornstein_uhlenbeck":
             kwargs["action_noise"] = OrnsteinUhlenbeckActionNoise(np.zeros(dim), sigma)
-    model = algo_class(algo)(
+    cls = demos.demo_model_options(cfg, algo_class(algo), kwargs)
+    model = cls(
         policy_cls,
         venv,
         policy_kwargs=policy_kwargs,
         seed=cfg.get("seed", 0),
-        device="cpu",
+        device=device,
         verbose=0,
         tensorboard_log=tensorboard_log,
         **kwargs,
     )
     finalize_spectral_norm(model)
+    demos.configure_model(cfg, model)
     return model
 
 

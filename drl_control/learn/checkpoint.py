@@ -35,6 +35,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from drl_control.deploy.artifact import sha256_file
+from drl_control.errors import UserError
+from drl_control.safe_io import read_json
 
 CHECKPOINT_FORMAT = 1
 LATEST = "LATEST"
@@ -42,7 +44,7 @@ _BUFFER_ARRAYS = ("actions", "rewards", "dones", "timeouts")
 _HER_ARRAYS = ("ep_start", "ep_length")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, incomplete or does not fit the model."""
 
 
@@ -245,7 +247,7 @@ def read_state(ckpt: Path) -> dict[str, Any]:
     """state.json of a checkpoint, checked for the fields a restore needs."""
     path = Path(ckpt) / "state.json"
     try:
-        state = json.loads(path.read_text())
+        state = read_json(path)
     except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
         raise CheckpointError(f"{path}: unreadable or not JSON ({exc})") from None
     if not isinstance(state, dict):
@@ -289,7 +291,8 @@ def restore_checkpoint(model: Any, ckpt: str | Path, normalizer: Any = None, rep
         raise CheckpointError(f"{ckpt}: checkpoint is for {state.get('algo')}, model is {algo}")
     try:
         params: dict[str, Any] = {"policy": load_file(ckpt / "policy.safetensors")}
-        params.update(torch.load(ckpt / "optimizers.pt", weights_only=True))
+        # map_location: a run trained on a GPU resumes or evaluates on a CPU-only machine
+        params.update(torch.load(ckpt / "optimizers.pt", weights_only=True, map_location="cpu"))
         variables = load_file(ckpt / "variables.safetensors")
     except (OSError, RuntimeError, ValueError, EOFError, SafetensorError, pickle.UnpicklingError) as exc:
         # weights_only=True refuses anything but tensors/containers: a file that tries to run code lands here
@@ -322,7 +325,7 @@ def restore_checkpoint(model: Any, ckpt: str | Path, normalizer: Any = None, rep
         if not path.is_file():
             raise CheckpointError(f"{ckpt}: normalization is enabled but normalizer.json is missing")
         try:
-            normalizer.load_state_dict(json.loads(path.read_text()))
+            normalizer.load_state_dict(read_json(path))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{path}: unreadable or does not fit the observation normalizer: {exc}") from None
     return state

@@ -11,8 +11,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
+from drl_control.deploy.policy import DeployPolicy
+from drl_control.learn.algos import build_model, make_env, wrap_normalizer
+from drl_control.learn.checkpoint import checked_latest, restore_checkpoint
+from drl_control.learn.config import load_run_config
+from drl_control.sim.registration import check_env_id
 from drl_control.sim.rollout import run_episode, summarize
 
 Actor = Callable[[Mapping[str, np.ndarray]], np.ndarray]
@@ -40,21 +46,15 @@ def eval_seeds(seed: int, episodes: int, seed_offset: int = 1_000_000) -> list[i
 
 
 def evaluate_actor(actor: Actor, env_id: str, *, episodes: int, seed: int, seed_offset: int = 1_000_000,
-                   env: Any = None) -> dict[str, Any]:
-    """Run `episodes` deterministic episodes; success = is_success at the final step."""
-    import gymnasium as gym
+                   env: Any = None, hook: Any = None) -> dict[str, Any]:
+    """Run `episodes` deterministic episodes; success = is_success at the final step.
 
-    from drl_control.learn.algos import import_env_packages
-
+    `hook`: see `sim.rollout.run_episode` (a recorder of the episodes)."""
     own_env = env is None
     if own_env:
-        import_env_packages(env_id)
-        try:
-            env = gym.make(env_id)
-        except gym.error.Error as exc:  # an unknown env id (a bad artifact or config): a user error
-            raise ValueError(f"cannot make env {env_id!r}: {exc}") from None
+        env = gym.make(check_env_id(env_id))  # a bad id from an artifact or config: one line, exit 2
     try:
-        runs = [run_episode(env, actor, ep_seed) for ep_seed in eval_seeds(seed, episodes, seed_offset)]
+        runs = [run_episode(env, actor, ep_seed, hook=hook) for ep_seed in eval_seeds(seed, episodes, seed_offset)]
     finally:
         if own_env:
             env.close()
@@ -65,11 +65,9 @@ def evaluate_actor(actor: Actor, env_id: str, *, episodes: int, seed: int, seed_
 
 def load_run_model(run_dir: str | Path) -> tuple[Any, Any, dict[str, Any]]:
     """Model + frozen normalizer from a run's latest checkpoint, built fresh (no pickle)."""
+    # SB3 only for a run directory: evaluating an artifact does not pay its import (~1.3 s after
+    # torch, measured with python -X importtime).
     from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from drl_control.learn.algos import build_model, make_env, wrap_normalizer
-    from drl_control.learn.checkpoint import checked_latest, restore_checkpoint
-    from drl_control.learn.train import load_run_config
 
     cfg = load_run_config(run_dir)
     ckpt = checked_latest(run_dir)  # before building anything
@@ -88,22 +86,37 @@ def is_artifact(path: str | Path) -> bool:
     return (Path(path) / "policy.json").is_file()
 
 
-def evaluate(target: str | Path, *, episodes: int, seed: int, seed_offset: int = 1_000_000) -> dict[str, Any]:
-    """Evaluate a run directory or a deploy artifact directory."""
+def evaluate(target: str | Path, *, episodes: int, seed: int, seed_offset: int = 1_000_000,
+             record: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a run directory or a deploy artifact directory; `record`: write the episodes as MCAP."""
     target = Path(target)
     if not target.is_dir():
         raise FileNotFoundError(f"{target}: no such run or artifact directory")
-    if is_artifact(target):
-        from drl_control.deploy.policy import DeployPolicy
+    if record is not None:
+        from drl_control.record.writer import check_writable
 
+        check_writable(record)  # before any model is loaded
+    if is_artifact(target):
         policy = DeployPolicy.load(target)
-        report = evaluate_actor(policy.act, policy.env_id, episodes=episodes, seed=seed, seed_offset=seed_offset)
-        report["target"] = "artifact"
+        actor, env_id, kind, close = policy.act, policy.env_id, "artifact", None
     else:
         model, normalizer, cfg = load_run_model(target)
-        report = evaluate_actor(ModelActor(model, normalizer), cfg["env_id"], episodes=episodes, seed=seed,
-                                seed_offset=seed_offset)
-        report["target"] = "run"
-        model.env.close()
+        actor, env_id, kind, close = ModelActor(model, normalizer), cfg["env_id"], "run", model.env.close
+    hook = None
+    if record is not None:
+        from drl_control.record.episodes import EpisodeRecorder
+
+        hook = EpisodeRecorder(record, {"source": "drl-control eval", "target": str(target), "env_id": env_id,
+                                        "seed": str(seed), "episodes": str(episodes)})
+    try:
+        report = evaluate_actor(actor, env_id, episodes=episodes, seed=seed, seed_offset=seed_offset, hook=hook)
+    finally:
+        if hook is not None:
+            hook.close()
+        if close is not None:
+            close()
+    report["target"] = kind
     report["path"] = str(target)
+    if record is not None:
+        report["record"] = str(record)
     return report

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from drl_control.deploy.artifact import FORMAT_VERSION, KIND, write_artifact
+from drl_control.safe_io import DataError, read_json
 
 _ACT_NAMES = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.ELU: "elu", nn.LeakyReLU: "leaky_relu", nn.GELU: "gelu",
               nn.SiLU: "silu"}
@@ -60,7 +61,7 @@ def actor_description(model: Any) -> dict[str, Any]:
     algo = type(model).__name__.lower()
     model.policy.set_training_mode(False)
     with torch.no_grad():
-        if algo == "sac":
+        if algo in ("sac", "tqc"):  # TQC's actor is SAC's (only its critics are distributional)
             keys = _check_flatten_only(model.actor.features_extractor)
             layers, tensors, _ = _mlp_layers([model.actor.latent_pi, model.actor.mu], "actor")
             output, post = "tanh", "rescale"
@@ -91,7 +92,7 @@ def env_deploy_spec(env_id: str) -> dict[str, Any]:
     """The env's deploy_spec(); a minimal one for envs without it (panda-gym, during development)."""
     import gymnasium as gym
 
-    from drl_control.learn.algos import import_env_packages
+    from drl_control.sim.registration import import_env_packages
 
     import_env_packages(env_id)
     env = gym.make(env_id)
@@ -192,12 +193,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     model, normalizer, cfg = load_run_model(run_dir)
     metrics = {}
     if (run_dir / "eval.json").is_file():
-        try:
-            metrics = json.loads((run_dir / "eval.json").read_text())
-        except ValueError as exc:
-            raise ValueError(f"{run_dir / 'eval.json'}: not valid JSON ({exc})") from None
+        metrics = read_json(run_dir / "eval.json")
         if not isinstance(metrics, dict):
-            raise ValueError(f"{run_dir / 'eval.json'}: expected a JSON object")
+            raise DataError(f"{run_dir / 'eval.json'}: expected a JSON object")
         metrics.pop("successes", None)
     try:
         return export_model(model, normalizer, cfg, out_dir, metrics)

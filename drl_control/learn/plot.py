@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from drl_control.learn.progress import SUCCESS_LABEL, SUCCESS_WINDOW
+from drl_control.safe_io import DataError
+
 
 def _rolling(x: np.ndarray, window: int) -> np.ndarray:
     if len(x) == 0:
@@ -17,8 +20,9 @@ def _rolling(x: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot_run(run_dir: str | Path, window: int = 50) -> Path:
-    """Write run_dir/learning_curve.png; returns its path."""
+def plot_run(run_dir: str | Path, window: int = SUCCESS_WINDOW) -> Path:
+    """Write run_dir/learning_curve.png; returns its path. The default window is the console's, so the
+    curve's last point is the success rate the training bar showed last."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,14 +40,14 @@ def plot_run(run_dir: str | Path, window: int = 50) -> Path:
         returns = np.array([float(r["return"]) for r in rows])
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
         what = f"missing column {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise ValueError(f"{path}: malformed episodes.csv ({what})") from None
+        raise DataError(f"{path}: malformed episodes.csv ({what})") from None
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     ax1.plot(steps, _rolling(success, window), color="tab:green")
-    ax1.set_ylabel(f"success rate (last {window} ep.)")
+    ax1.set_ylabel(SUCCESS_LABEL if window == SUCCESS_WINDOW else f"success (last {window} ep.)")
     ax1.set_ylim(-0.02, 1.02)
     ax1.grid(alpha=0.3)
     ax2.plot(steps, returns, color="tab:blue", alpha=0.25, lw=0.8, label="episode")
-    ax2.plot(steps, _rolling(returns, window), color="tab:blue", label=f"mean of last {window}")
+    ax2.plot(steps, _rolling(returns, window), color="tab:blue", label=f"mean of last {window} ep.")
     ax2.set_ylabel("return")
     ax2.set_xlabel("env steps")
     ax2.grid(alpha=0.3)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import collections
 import csv
+import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,17 +28,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from drl_control.learn.algos import VecEnvFactory, build_model, default_vec_env_factory, wrap_normalizer
+from drl_control.errors import UserError
+from drl_control.learn.algos import (
+    VecEnvFactory,
+    build_model,
+    default_vec_env_factory,
+    resolve_device,
+    wrap_normalizer,
+)
 from drl_control.learn.checkpoint import (
     checked_latest,
     latest_checkpoint,
     restore_checkpoint,
     save_checkpoint,
 )
-from drl_control.learn.config import dump_config, load_yaml, validate_config
+from drl_control.learn.config import dump_config, load_run_config, validate_config
+from drl_control.learn.evaluate import ModelActor, evaluate_actor
+from drl_control.learn.plot import plot_run
+from drl_control.learn.progress import SUCCESS_WINDOW
 
 log = logging.getLogger(__name__)
+__all__ = ["Progress", "TrainResult", "Trainer", "claim_run_dir", "load_run_config", "train"]
 
 EPISODE_FIELDS = ("env_step", "episode", "return", "length", "success", "final_distance", "wall_time")
 
@@ -48,7 +62,7 @@ class Progress:
     timesteps: int
     total_timesteps: int
     episodes: int
-    success_rate: float  # over the last 100 training episodes (nan before the first)
+    success_rate: float  # over the last SUCCESS_WINDOW training episodes (nan before the first)
     mean_return: float
     fps: float
 
@@ -71,6 +85,8 @@ def _final_distance(info: Mapping[str, Any]) -> float:
 
 
 def _run_callback(*args: Any, **kwargs: Any) -> Any:
+    # Built on first use: the class derives from SB3's, and importing SB3 (~1.3 s after torch,
+    # python -X importtime) is paid only once a run starts, not by every importer of this module.
     from stable_baselines3.common.callbacks import BaseCallback
 
     class RunCallback(BaseCallback):
@@ -81,8 +97,8 @@ def _run_callback(*args: Any, **kwargs: Any) -> Any:
             self.t = trainer
             self.returns: np.ndarray | None = None
             self.lengths: np.ndarray | None = None
-            self.recent_success: collections.deque[float] = collections.deque(maxlen=100)
-            self.recent_return: collections.deque[float] = collections.deque(maxlen=100)
+            self.recent_success: collections.deque[float] = collections.deque(maxlen=SUCCESS_WINDOW)
+            self.recent_return: collections.deque[float] = collections.deque(maxlen=SUCCESS_WINDOW)
             self.last_progress = 0
             self.last_ckpt = 0
             self.start_steps = 0
@@ -171,7 +187,7 @@ class Trainer:
                 raise ValueError(f"config needs {key!r}")
         self.run_dir = Path(run_dir)
         self.total_timesteps = int(self.cfg["total_timesteps"])
-        self.factory = vec_env_factory or default_vec_env_factory(self.cfg["env_id"])
+        self.factory = vec_env_factory or default_vec_env_factory(self.cfg["env_id"], self.cfg.get("env"))
         self.resume_from = Path(resume_from) if resume_from else None
         self.on_progress = on_progress
         self.cancel = cancel or threading.Event()
@@ -179,6 +195,7 @@ class Trainer:
         self.checkpoint_every = int(train_cfg.get("checkpoint_every", 10_000))
         self.keep = int(train_cfg.get("keep_checkpoints", 2))
         self.progress_every = int(train_cfg.get("progress_every", 500))
+        self.device = resolve_device(train_cfg.get("device", "auto"))  # refuse cuda without a GPU up front
         self.episodes = 0
         self.physics_errors = 0
         self.model: Any = None
@@ -201,28 +218,33 @@ class Trainer:
     # --- the run -----------------------------------------------------------------------------
     def train(self) -> TrainResult:
         """Train until total_timesteps (or cancel), checkpoint, evaluate, plot."""
-        import torch
-
         torch.set_num_threads(int(self.cfg.get("train", {}).get("torch_threads", 1)))
         if self.resume_from is not None:
             checked_latest(self.resume_from)  # refuse a broken checkpoint before envs start
+        from drl_control.learn.demos import prepare_demos
+
+        demos = prepare_demos(self.cfg)  # a bad demo file is refused before anything is written
         self.run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(self.cfg, self.run_dir / "config.yaml")
         venv = self.factory(int(self.cfg.get("n_envs", 1)), int(self.cfg.get("seed", 0)))
         try:
-            return self._train(venv)
+            return self._train(venv, demos)
         finally:
             if self._csv is not None:
                 self._csv.close()
             venv.close()
 
-    def _train(self, venv: Any) -> TrainResult:
+    def _train(self, venv: Any, demos: Any = None) -> TrainResult:
         venv = wrap_normalizer(venv, self.cfg, training=True)
         self.normalizer = venv if hasattr(venv, "state_dict") else None
-        self.model = build_model(self.cfg, venv, tensorboard_log=str(self.run_dir / "tb"))
+        self.model = build_model(self.cfg, venv, tensorboard_log=str(self.run_dir / "tb"), device=self.device)
         if self.resume_from is not None:
             state = restore_checkpoint(self.model, latest_checkpoint(self.resume_from), self.normalizer)
             self.episodes = int(state.get("episodes", 0))
+        if demos is not None:  # not in checkpoints: rebuilt from the config's demo source on resume
+            from drl_control.learn.demos import attach_demos
+
+            attach_demos(self.model, demos, self.cfg["env_id"], str(self.cfg["demos"].get("file") or "demonstrations"))
         csv_path = self.run_dir / "episodes.csv"
         new_csv = not csv_path.is_file()
         self._csv = open(csv_path, "a", newline="")  # noqa: SIM115 (closed in train())
@@ -246,8 +268,6 @@ class Trainer:
         result = TrainResult(run_dir=str(self.run_dir), timesteps=int(self.model.num_timesteps), cancelled=cancelled,
                              checkpoint=str(ckpt), wall_time_s=time.time() - self._t0)
         try:
-            from drl_control.learn.plot import plot_run
-
             plot_run(self.run_dir)
         except Exception as exc:  # a missing plot must not lose a finished run
             print(f"warning: could not plot learning curve: {exc}")
@@ -257,10 +277,6 @@ class Trainer:
 
     def final_eval(self) -> dict[str, Any]:
         """Evaluate the trained model on held-out seeded goals and write eval.json."""
-        import json
-
-        from drl_control.learn.evaluate import ModelActor, evaluate_actor
-
         ev = self.cfg.get("eval", {})
         if self.normalizer is not None:
             self.normalizer.training = False  # frozen statistics from here on
@@ -286,14 +302,24 @@ def train(
                    on_progress=on_progress, cancel=cancel).train()
 
 
-def load_run_config(run_dir: str | Path) -> dict[str, Any]:
-    """The resolved config a run was trained with."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a run directory (missing config.yaml)")
-    cfg = load_yaml(path)
-    validate_config(cfg)
-    return cfg
+def claim_run_dir(path: str | Path, *, force: bool = False) -> Path:
+    """`path` as a fresh run directory: absent or empty; an existing run only with `force`.
+
+    Runs never collide: training into an existing run would mix its checkpoints, episodes.csv and
+    eval.json with the new run's. `force` deletes an existing run directory (one with config.yaml)
+    first; any other non-empty directory, or a file, is refused even then.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / "config.yaml").is_file():
+            raise UserError(f"{path}: not empty and not a run directory; choose another output directory")
+        if not force:
+            raise UserError(f"{path}: a run already exists there; continue it with --resume {path}, "
+                            "or replace it with --force")
+        shutil.rmtree(path)
+    return path
 
 
 def progress_dict(p: Progress) -> dict[str, Any]:
