@@ -35,6 +35,14 @@ TIMEOUT = 20.0
 BIN = Path(sys.executable).parent  # the venv's console scripts (drl-control, sim_node, ...)
 
 
+def stamp_now(msg):
+    """`msg` with header.stamp = now (wall clock, as a node's ROS clock): the real-robot side
+    refuses unstamped or old joint states (drl_control.deploy.safety.StateGate)."""
+    t = time.time()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int((t % 1) * 1e9)
+    return msg
+
+
 def domain_id(offset: int) -> int:
     # Domain ids 1..100 keep DDS ports in the range that is safe on Linux.
     return 1 + (os.getpid() + offset) % 100
@@ -167,13 +175,28 @@ class RosClient:
             assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available\n{self.logs()}"
             return wait_future(client.call_async(request), timeout, what=f"a response from {name}")
         finally:
-            self.node.destroy_client(client)
+            self.on_executor(self.node.destroy_client, client)
 
     def collect(self, msg_type, topic: str, qos: int = 50) -> tuple[list, object]:
         """Subscribe; returns (list receiving (monotonic time of arrival, msg) tuples, subscription)."""
         got: list = []
         sub = self.node.create_subscription(msg_type, topic, lambda m: got.append((time.monotonic(), m)), qos)
         return got, sub
+
+    def on_executor(self, fn: Callable, *args, timeout: float = 10.0):
+        """Run `fn(*args)` on the executor's own thread and return its result.
+
+        Destroying a subscription, client or publisher (its QoS event handlers are waitables) from
+        the test thread while the executor waits on it killed the executor thread (seen in CI): the
+        probe then heard nothing more, and the subscription stayed matched, so the node under test
+        still saw a subscriber.
+        """
+        result = wait_future(self.executor.create_task(fn, *args), timeout, what=f"the probe to run {fn.__name__}")
+        assert self.thread.is_alive(), "the probe's executor thread died"
+        return result
+
+    def unsubscribe(self, sub) -> None:
+        self.on_executor(self.node.destroy_subscription, sub)
 
     def collect_sent(self, msg_type, topic: str, qos: int = 100) -> tuple[list, object]:
         """Like `collect`, but each message comes with its PUBLISHER's time (DDS source timestamp,

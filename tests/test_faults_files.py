@@ -8,7 +8,9 @@ would create a marker file when unpickled / constructed.
 
 The verbs run in-process through `drl_control.cli.main` (an exception escaping it is what a
 user would see as a traceback); a few run as real subprocesses to check stderr end to end.
-Counts of variants: see `test_variant_counts` (printed with -s) and docs/FAULTS.md.
+Issue 14 (hostile files): YAML aliases, oversized/deep/non-finite/absurd config values, 200,000-deep
+JSON in every JSON file read, `module:Id` env ids, non-float weights, an existing run as `--out`.
+Counts of variants: `test_variant_counts` checks them (and prints them with -s); docs/FAULTS.md.
 """
 
 from __future__ import annotations
@@ -27,16 +29,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
 
 from drl_control.cli import main
 from drl_control.learn.checkpoint import latest_checkpoint
 from drl_control.learn.config import resolve_config
 from drl_control.learn.export import export_run
 from drl_control.learn.train import Trainer
-
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 ENV = "DrlControl/IiwaReach-v0"
 DRL = str(Path(sys.executable).with_name("drl-control"))
@@ -357,6 +358,8 @@ def test_policy_json_structure_fuzz(pristine, tmp_path_factory, data) -> None:
         ("n_envs: '2'\n", "n_envs"),
         ("nonsense: 1\n", "unknown config key 'nonsense'"),
         ("? [a, b]\n: 1\n", "not valid YAML"),
+        ("seed: " + "9" * 5000 + "\n", "not valid YAML"),  # no Python int of that size (4,300 digits)
+        ("seed: " + "9" * 4000 + "\n", "invalid value for seed"),
         ("a: !!python/object/apply:builtins.open ['MARKER', 'w']\n", "not valid YAML"),
         ("!!python/object/new:os.system ['touch MARKER']\n", "not valid YAML"),
         (b"\xff\xfe\x00garbage", "unreadable"),
@@ -497,6 +500,260 @@ def test_random_byte_damage_to_checkpoint_files(pristine, tmp_path_factory, data
     _count("random byte damage (eval)")
 
 
-def test_variant_counts() -> None:
-    """Runs last in this module (file order): prints how many variants were tried."""
+# --- issue 14: hostile configs, JSON, env ids, weights, run directories -----------------------------
+
+ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdef", "bcdefg"))
+
+
+@pytest.mark.parametrize("where", ["config-file", "override"])
+def test_yaml_alias_bomb_is_refused(tmp_path: Path, capsys, where: str) -> None:
+    """7 nested aliases in a few hundred bytes: refused as written, never expanded (was 1.2 GB)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    argv = ["train", "--algo", "sac", "--env", ENV, "--timesteps", "100", "--out", str(tmp_path / "r")]
+    if where == "config-file":
+        (tmp_path / "bomb.yaml").write_text(ALIAS_BOMB)
+        argv += ["--config", str(tmp_path / "bomb.yaml")]
+    else:
+        argv += ["algorithm.policy_kwargs=" + "{" + ALIAS_BOMB.replace("\n", ", ") + "}"]
+    line = _assert_refused(argv, capsys, "anchors and aliases")
+    assert len(line) < 400
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: no expansion
+    assert not (tmp_path / "r").exists()
+    _count("yaml alias bombs")
+
+
+_KEYS = {  # key -> values that must be refused, naming the key
+    "algorithm.learning_rate": [".inf", "-.inf", ".nan", "0", "2", "1e400"],
+    "algorithm.ent_coef": [".nan", ".inf", "-1", "auto_.nan", "auto_-1", "autox"],
+    "algorithm.buffer_size": ["1e11", "100000000000", "0", "2.5", "true"],
+    "algorithm.batch_size": ["10000000", "0"],
+    "algorithm.gamma": [".nan", ".inf"],
+    "algorithm.tau": [".nan"],
+    "algorithm.gradient_steps": ["100000000"],
+    "policy.net_arch": ["[100000000]", "[64, .nan]", "[" + ", ".join(["64"] * 17) + "]", "{pi: [100000000]}"],
+    "policy.log_std_init": [".inf", ".nan", "1e300"],
+    "her.n_sampled_goal": ["100000"],
+    "normalize.clip": [".inf", ".nan"],
+    "normalize.eps": [".nan"],
+    "total_timesteps": ["1e20", "100000000000000"],
+    "n_envs": ["100000"],
+    "seed": ["1e30", "99999999999999"],
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_nonfinite_and_absurd_values_are_refused_naming_the_key(data) -> None:
+    """Any listed bad value of any listed key: ConfigError naming the key, before anything is built."""
+    from drl_control.learn.config import ConfigError, resolve_config
+
+    key = data.draw(st.sampled_from(sorted(_KEYS)))
+    value = data.draw(st.sampled_from(_KEYS[key]))
+    with pytest.raises(ConfigError) as info:
+        resolve_config("sac", ENV, overrides=[f"{key}={value}"])
+    assert key in str(info.value)
+    _count("non-finite/absurd config values")
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=st.floats(allow_nan=True, allow_infinity=True) | st.integers(min_value=-(10**30), max_value=10**30))
+def test_learning_rate_takes_exactly_finite_values_in_range(value) -> None:
+    """learning_rate: any float or integer is accepted iff it is finite and in (0, 1]."""
+    from drl_control.learn.config import ConfigError, resolve_config
+
+    ok = np.isfinite(float(value)) and 0 < value <= 1
+    try:
+        cfg = resolve_config("sac", ENV, overrides={"algorithm": {"learning_rate": value}})
+        assert ok, f"accepted learning_rate={value!r}"
+        assert cfg["algorithm"]["learning_rate"] == value
+    except ConfigError as exc:
+        assert not ok, f"refused learning_rate={value!r}: {exc}"
+        assert "algorithm.learning_rate" in str(exc)
+    _count("learning_rate values")
+
+
+@pytest.mark.parametrize("override", ["algorithm.learning_rate=.inf", "algorithm.ent_coef=.nan",
+                                      "policy.net_arch=[100000000]", "algorithm.buffer_size=1e11"])
+def test_absurd_values_exit_2_on_the_command_line(tmp_path: Path, capsys, override: str) -> None:
+    _assert_refused(["train", "--algo", "sac", "--env", ENV, "--timesteps", "100", "--out", str(tmp_path / "r"),
+                     override], capsys, override.split("=")[0])
+    assert not (tmp_path / "r").exists()
+    _count("absurd values (CLI)")
+
+
+def test_too_many_or_too_long_overrides_are_refused(tmp_path: Path, capsys) -> None:
+    base = ["train", "--algo", "sac", "--env", ENV, "--timesteps", "100", "--out", str(tmp_path / "r")]
+    _assert_refused([*base, *(["seed=1"] * 101)], capsys, "overrides")
+    _assert_refused([*base, "algorithm.gamma=" + "9" * 5000], capsys, "longer than")
+    _assert_refused([*base, "policy.net_arch=" + "[" * 100 + "]" * 100], capsys, "nested deeper")
+    _count("override bounds", 3)
+
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+@pytest.mark.parametrize("target", ["art/policy.json", "state.json", "normalizer.json", "eval.json"])
+def test_200000_deep_json_exits_2(copies, tmp_path: Path, target: str) -> None:
+    """Every JSON file the package reads: a 200,000-deep document is one line, exit 2 (was RecursionError)."""
+    run, art = copies
+    if target == "art/policy.json":
+        (art / "policy.json").write_text(DEEP)
+        argv = ["eval", str(art), "--episodes", "1"]
+    elif target == "eval.json":
+        (run / "eval.json").write_text(DEEP)
+        argv = ["export", str(run), str(tmp_path / "o")]
+    else:
+        ckpt = latest_checkpoint(run)
+        (ckpt / target).write_text(DEEP)
+        if target != "state.json":
+            state = json.loads((ckpt / "state.json").read_text())
+            state["files"][target] = _sha(ckpt / target)
+            (ckpt / "state.json").write_text(json.dumps(state))
+        argv = ["eval", str(run), "--episodes", "1"]
+    proc = subprocess.run([DRL, *argv], capture_output=True, text=True, timeout=180)
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "pybullet build time" not in line]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and "nested deeper" in lines[0], proc.stderr[-2000:]
+    _count("deep JSON files")
+
+
+_EVIL_MODULE = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+
+
+@pytest.mark.parametrize("where", ["policy.json", "config.yaml"])
+def test_module_env_id_from_a_file_never_imports(copies, tmp_path: Path, where: str) -> None:
+    """`env_id: evil:Id` in a file, run from a folder holding evil.py: refused, evil.py never runs."""
+    run, art = copies
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    marker = tmp_path / "pwned"
+    (cwd / "evil.py").write_text(_EVIL_MODULE.format(marker=str(marker)))
+    if where == "policy.json":
+        meta = json.loads((art / "policy.json").read_text())
+        meta["env_id"] = "evil:DrlControl/IiwaReach-v0"
+        (art / "policy.json").write_text(json.dumps(meta))
+        argv = ["eval", str(art), "--episodes", "1"]
+    else:
+        path = run / "config.yaml"
+        path.write_text(path.read_text().replace(f"env_id: {ENV}", "env_id: evil:DrlControl/IiwaReach-v0"))
+        argv = ["eval", str(run), "--episodes", "1"]
+    proc = subprocess.run([sys.executable, "-m", "drl_control.cli", *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=180)
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "pybullet build time" not in line]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert "module:Id" in lines[0]
+    assert not marker.exists()
+    _count("module:Id env ids")
+
+
+def test_module_env_id_in_a_train_goal_never_imports(tmp_path: Path, monkeypatch) -> None:
+    """learner_node's goal check (ros/learner_goals.py: no node needed) refuses `evil:Id` without importing evil."""
+    from drl_control.ros.learner_goals import goal_problem
+    from drl_control_interfaces.action import Train
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "evil_goal.py").write_text(_EVIL_MODULE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    problem = goal_problem(Train.Goal(algorithm="sac", env_id="evil_goal:DrlControl/IiwaReach-v0"), "sac", tmp_path)
+    assert "module:Id" in problem and not marker.exists()
+    _count("module:Id env ids")
+
+
+@pytest.mark.parametrize("env_id", ["DrlControl/IiwaRech-v0", "Nope-v0", "", "a" * 500])
+def test_unregistered_env_id_in_policy_json_is_refused(copies, capsys, env_id: str) -> None:
+    _, art = copies
+    meta = json.loads((art / "policy.json").read_text())
+    meta["env_id"] = env_id
+    (art / "policy.json").write_text(json.dumps(meta))
+    _assert_refused(["eval", str(art), "--episodes", "1"], capsys, "env id")
+    _count("unregistered env ids")
+
+
+_WEIGHT_EDITS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], str]] = {
+    **{str(d).removeprefix("torch."): (lambda t, d=d: t.to(d), "floating point")
+       for d in (torch.bool, torch.int8, torch.int64, torch.uint8)},
+    "nan": (lambda t: t.index_fill(0, torch.tensor([0]), float("nan")), "non-finite"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(_WEIGHT_EDITS))
+def test_non_float_or_non_finite_weights_are_refused(copies, capsys, edit: str) -> None:
+    """Re-saved weights (SHA-256 rewritten, as an attacker would): bool/int tensors and NaN are refused."""
+    _, art = copies
+    change, expect = _WEIGHT_EDITS[edit]
+    path = art / "policy.safetensors"
+    save_file({k: change(v) for k, v in load_file(path).items()}, path)
+    meta = json.loads((art / "policy.json").read_text())
+    meta["tensors"]["sha256"] = _sha(path)
+    (art / "policy.json").write_text(json.dumps(meta))
+    _assert_refused(["eval", str(art), "--episodes", "1"], capsys, expect)
+    _count("bad weight files")
+
+
+def test_oversized_tensor_file_is_refused_before_reading(copies, capsys) -> None:
+    """A 1 GiB policy.safetensors (sparse: no disk used) is refused by its size, not hashed or loaded."""
+    _, art = copies
+    with open(art / "policy.safetensors", "r+b") as f:
+        f.truncate(1 << 30)
+    _assert_refused(["eval", str(art), "--episodes", "1"], capsys, "larger than")
+    _count("bad weight files")
+
+
+def test_train_out_refuses_an_existing_run(copies, tmp_path: Path, capsys) -> None:
+    """`train --out <existing run>` leaves it untouched; --force replaces it; a non-run folder is never deleted."""
+    run, _ = copies
+    (run / "old-file").write_text("from the first run")
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    common = ["algorithm.learning_starts=60", "algorithm.buffer_size=2000", "eval.episodes=1"]
+    argv = ["train", "--algo", "sac", "--env", ENV, "--timesteps", "100"]
+    _assert_refused([*argv, "--out", str(run), *common], capsys, "--resume")
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    _assert_refused([*argv, "--out", str(other), "--force", *common], capsys, "not a run directory")
+    assert (other / "keep.txt").read_text() == "mine"
+    rc, _ = _cli([*argv, "--out", str(run), "--force", *common], capsys)
+    assert rc == 0
+    assert not (run / "old-file").exists() and (run / "config.yaml").is_file()
+    _count("existing --out", 3)
+
+
+def test_variant_counts(request) -> None:
+    """Runs last in this module (file order): every group of variants ran, as many times as written."""
+    mine = {item.originalname for item in request.session.items if item.module.__name__ == __name__}
+    wanted = {name for name in globals() if name.startswith("test_")}
+    if mine != wanted:
+        pytest.skip("counts are checked when the whole module runs (not with -k or a node id)")
+    exact = {
+        "run file x mutation x verb (eval)": 8 * len(MUTATIONS),
+        "run file x mutation x verb (export)": 8 * len(MUTATIONS),
+        "run file x mutation x verb (resume)": 8 * len(MUTATIONS),
+        "run config edits x verbs": 7 * 3,
+        "resume mismatches": 3,
+        "bad run directories x verbs": 4 * 4,
+        "episodes.csv variants": 5,
+        "eval.json variants": 4,
+        "export targets": 1,
+        "artifact file x mutation": 2 * len(MUTATIONS),
+        "--config files": 30,
+        "payload x file x verb": len(PAYLOADS) * (10 * 4 + 2),
+        "subprocess end-to-end": 3,
+        "yaml alias bombs": 2,
+        "absurd values (CLI)": 4,
+        "override bounds": 3,
+        "deep JSON files": 4,
+        "module:Id env ids": 3,
+        "unregistered env ids": 4,
+        "bad weight files": 6,
+        "existing --out": 3,
+    }
     print("\nfault variants tried:", json.dumps(COUNTS, indent=1), "total", sum(COUNTS.values()))
+    assert {k: COUNTS.get(k, 0) for k in exact} == exact
+    for sampled in ("random byte damage (eval)", "non-finite/absurd config values", "learning_rate values"):
+        assert COUNTS.get(sampled, 0) > 0, sampled
+    fuzz = COUNTS.get("policy.json structure fuzz (refused)", 0) + COUNTS.get("policy.json structure fuzz (loaded)", 0)
+    assert fuzz > 0

@@ -115,8 +115,8 @@ def _check_result(rig: Rig, handle, run_dir: Path, timesteps: int):
     return result
 
 
-def test_pause_waits_for_the_killed_worker_and_finishes(rig, tmp_path):
-    run_dir, total = tmp_path / "pause", 1200
+def test_pause_waits_for_the_killed_worker_and_finishes(rig):
+    run_dir, total = rig.run_root / "pause", 1200
     handle, feedback, t_kill, at_kill = _train(rig, run_dir, total, "/w1", "pause")
     # Noticed within worker_timeout (+ status period and slack), named, shown dead, paused.
     wait_until(lambda: rig.status and rig.status[-1][1].state == "paused", 10.0, what=f"'paused'\n{rig.h.logs()}")
@@ -134,8 +134,8 @@ def test_pause_waits_for_the_killed_worker_and_finishes(rig, tmp_path):
     assert "1 rejoined" in result.message and "2 in-flight episodes truncated" in result.message
 
 
-def test_continue_moves_the_slot_to_the_survivor_then_rejoins(rig, tmp_path):
-    run_dir, total = tmp_path / "continue", 2400
+def test_continue_moves_the_slot_to_the_survivor_then_rejoins(rig):
+    run_dir, total = rig.run_root / "continue", 2400
     handle, feedback, t_kill, at_kill = _train(rig, run_dir, total, "/w0", "continue")
     wait_until(lambda: rig.alive_view() == [False, True], 10.0, what=f"/w0 shown dead\n{rig.h.logs()}")
     assert "sim worker /w0 lost" in rig.learner.log()

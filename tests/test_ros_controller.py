@@ -36,7 +36,7 @@ from drl_control_interfaces.msg import ControllerStatus
 from drl_control_interfaces.srv import LoadPolicy, SetGoal
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ros_util import BIN, RosHarness, domain_id  # noqa: E402
+from ros_util import BIN, RosHarness, domain_id, stamp_now  # noqa: E402
 
 FAKE_NS = "/fake"  # second controller, fed by the test's own joint_states
 CHAIN_NS = "/chain"  # third controller, behind a robot_interface_node relaying to the sim_node in "/"
@@ -91,7 +91,8 @@ def test_reaches_goals_on_robot_mode_sim(ros):
     commands, _ = ros.collect(Float64MultiArray, "/" + names.FORWARD_POSITION_COMMANDS)
     set_goal = names.private("/", names.CONTROLLER_NODE, names.SET_GOAL)
 
-    response = ros.call(SetGoal, set_goal, SetGoal.Request(goal=Point(x=3.0, y=0.0, z=0.4)))
+    # the first call waits for the node processes to come up (long on a loaded machine)
+    response = ros.call(SetGoal, set_goal, SetGoal.Request(goal=Point(x=3.0, y=0.0, z=0.4)), timeout=120)
     assert not response.success and "outside the workspace" in response.message
 
     for goal, via in (([0.5, 0.25, 0.45], "service"), ([0.65, -0.2, 0.3], "topic")):
@@ -153,7 +154,7 @@ def _fake_joint_state(q):
     msg.name = ["some_other_joint"] + [spec.joint_names[i] for i in order]
     msg.position = [0.0] + [float(q[i]) for i in order]
     msg.velocity = [0.0] * 8
-    return msg
+    return stamp_now(msg)
 
 
 def test_load_policy_and_stale_state_hold_with_trajectory_interface(ros, artifact):
@@ -162,13 +163,13 @@ def test_load_policy_and_stale_state_hold_with_trajectory_interface(ros, artifac
     assert not bad.success and "not an artifact directory" in bad.message
     good = ros.call(LoadPolicy, load, LoadPolicy.Request(artifact_dir=str(artifact)))
     assert good.success, good.message
-    enable = names.private(FAKE_NS, names.CONTROLLER_NODE, names.ENABLE)
-    assert ros.call(SetBool, enable, SetBool.Request(data=True)).success
-
     trajectories, _ = ros.collect(JointTrajectory, f"{FAKE_NS}/{names.JOINT_TRAJECTORY}")
     status, _ = _status(ros, FAKE_NS)
     pub = ros.node.create_publisher(JointState, f"{FAKE_NS}/{names.JOINT_STATES}", 10)
     assert ros.wait_for(lambda: pub.get_subscription_count() >= 1, 10)
+    enable = names.private(FAKE_NS, names.CONTROLLER_NODE, names.ENABLE)
+    # refused until the controller sees our subscription to its command topic (DDS discovery)
+    assert ros.wait_for(lambda: ros.call(SetBool, enable, SetBool.Request(data=True)).success, 10), ros.logs()
     q = iiwa14().home.copy()
     for _ in range(100):  # 1 s of joint states at 100 Hz; the arm "follows" the commands exactly
         if trajectories:

@@ -40,26 +40,26 @@ def learner(tmp_path_factory):
         assert action.wait_for_server(timeout_sec=30), procs[2].log()
         yield action, status, run_root, procs
     finally:
-        action.destroy()
+        client.on_executor(action.destroy)
         client.close()
         codes = [p.stop() for p in procs]
         assert codes == [0, 0, 0], "\n".join(p.log()[-2000:] for p in procs)
 
 
-def test_train_gives_feedback_run_dir_and_artifact(learner, tmp_path):
-    action, status, _, _ = learner
+def test_train_gives_feedback_run_dir_and_artifact(learner):
+    action, status, run_root, _ = learner
     feedback = []
     goal = Train.Goal(algorithm="sac", env_id="DrlControl/IiwaReach-v0", timesteps=300, seed=3,
-                      run_dir=str(tmp_path / "run"), overrides=QUICK)
+                      run_dir=str(run_root / "run"), overrides=QUICK)
     handle = wait_future(action.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback)), 30)
     assert handle.accepted
     wrapped = wait_future(handle.get_result_async(), 120)
     assert wrapped.status == GoalStatus.STATUS_SUCCEEDED, wrapped.result.message
     result = wrapped.result
-    assert result.success and result.run_dir == str(tmp_path / "run")
-    assert (tmp_path / "run" / "episodes.csv").is_file() and (tmp_path / "run" / "eval.json").is_file()
-    assert result.artifact_dir and (tmp_path / "run" / "artifact" / "policy.json").is_file()
-    meta = json.loads((tmp_path / "run" / "artifact" / "policy.json").read_text())
+    assert result.success and result.run_dir == str(run_root / "run")
+    assert (run_root / "run" / "episodes.csv").is_file() and (run_root / "run" / "eval.json").is_file()
+    assert result.artifact_dir and (run_root / "run" / "artifact" / "policy.json").is_file()
+    meta = json.loads((run_root / "run" / "artifact" / "policy.json").read_text())
     assert meta["training"]["config"]["n_envs"] == 2  # one env on each worker
     assert 0.0 <= result.success_rate <= 1.0
     wait_until(lambda: len(feedback) >= 3, 5.0, what="feedback")
@@ -71,10 +71,30 @@ def test_train_gives_feedback_run_dir_and_artifact(learner, tmp_path):
     assert list(last.workers) == ["/w0", "/w1"] and list(last.workers_alive) == [True, True]
 
 
-def test_cancel_checkpoints_and_stops(learner, tmp_path):
-    action, status, _, procs = learner
+def test_an_existing_run_is_refused_unless_the_goal_resumes_it(learner):
+    """Issue 14 item 2: a goal naming an existing run is rejected and the run is untouched;
+    with the override resume=true it goes on from the run's checkpoint."""
+    action, _, run_root, _ = learner
+    run = run_root / "run"
+    if not (run / "checkpoints" / "LATEST").is_file():
+        pytest.skip("needs the run of test_train_gives_feedback_run_dir_and_artifact")
+    files = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    goal = Train.Goal(algorithm="sac", env_id="DrlControl/IiwaReach-v0", timesteps=400, seed=3,
+                      run_dir=str(run), overrides=QUICK)
+    assert not wait_future(action.send_goal_async(goal), 30).accepted
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == files
+    goal.overrides = [*QUICK, "resume=true"]
+    handle = wait_future(action.send_goal_async(goal), 30)
+    assert handle.accepted
+    wrapped = wait_future(handle.get_result_async(), 120)
+    assert wrapped.status == GoalStatus.STATUS_SUCCEEDED, wrapped.result.message
+    assert wrapped.result.run_dir == str(run) and wrapped.result.message.startswith("trained 400 steps")
+
+
+def test_cancel_checkpoints_and_stops(learner):
+    action, status, run_root, procs = learner
     feedback = []
-    goal = Train.Goal(algorithm="sac", timesteps=1_000_000, seed=-1, run_dir=str(tmp_path / "c"), overrides=QUICK)
+    goal = Train.Goal(algorithm="sac", timesteps=1_000_000, seed=-1, run_dir=str(run_root / "c"), overrides=QUICK)
     handle = wait_future(action.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback)), 30)
     assert handle.accepted
     wait_until(lambda: len(feedback) >= 2, 60.0, what="training feedback")
@@ -85,8 +105,8 @@ def test_cancel_checkpoints_and_stops(learner, tmp_path):
     assert time.monotonic() - t0 < 10.0
     result = wrapped.result
     assert not result.success and "cancelled" in result.message and result.artifact_dir == ""
-    latest = (tmp_path / "c" / "checkpoints" / "LATEST").read_text().strip()
-    assert (tmp_path / "c" / "checkpoints" / latest).is_dir()
+    latest = (run_root / "c" / "checkpoints" / "LATEST").read_text().strip()
+    assert (run_root / "c" / "checkpoints" / latest).is_dir()
     wait_until(lambda: status and status[-1].state == "cancelled", 5.0, what="'cancelled' status")
     assert all(p.alive() for p in procs)
     # The learner takes the next goal after a cancel.
@@ -131,7 +151,7 @@ def test_ctrl_c_mid_training_checkpoints_and_exits_0(tmp_path):
         learner.interrupt()
         assert learner.wait(60) == 0, learner.log()[-3000:]
     finally:
-        action.destroy()
+        client.on_executor(action.destroy)
         client.close()
         learner.stop()
         for p in procs[:2]:

@@ -30,7 +30,7 @@ from drl_control.robot import iiwa14
 from drl_control.ros import names
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ros_util import RosHarness, domain_id  # noqa: E402
+from ros_util import RosHarness, domain_id, stamp_now  # noqa: E402
 
 SPEC = iiwa14()
 HOME = SPEC.home
@@ -98,7 +98,7 @@ def test_lbr_profile_maps_names_both_ways(ros):
         msg.position = [0.5] + [float(q[i]) for i in order]
         msg.velocity = [0.0] * 8
         msg.effort = [float(i) for i in range(8)]
-        return msg
+        return stamp_now(msg)
 
     def drive(command, until, timeout=15.0):
         """Be the driver (100 Hz, following the last command exactly) and our controller (25 Hz)
@@ -156,7 +156,7 @@ def test_iiwa_ros2_dry_run_sends_nothing(ros):
 
     end, i = time.monotonic() + 15.0, 0
     while time.monotonic() < end and not (arrived() and relayed):
-        driver_pub.publish(JointState(name=list(profile.joint_names), position=HOME.tolist()))
+        driver_pub.publish(stamp_now(JointState(name=list(profile.joint_names), position=HOME.tolist())))
         i += 1
         if i % 4 == 1:
             msg = JointTrajectory(joint_names=[OURS[i] for i in order])

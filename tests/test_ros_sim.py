@@ -57,6 +57,7 @@ def test_spec(venv):
     assert venv.action_space == local.action_space
     assert venv.control_hz == 25.0
     assert venv.deploy_spec == json.loads(json.dumps(local.unwrapped.deploy_spec()))
+    assert venv.env_kwargs == {}  # nominal envs (sim_node's driver / randomization parameters unset)
     assert venv.reward_type == "sparse" and venv.distance_threshold == pytest.approx(0.05)
     local.close()
 

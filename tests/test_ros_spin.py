@@ -63,3 +63,68 @@ def test_lean_executor_runs_services_subscriptions_and_timers_on_one_thread():
         client_node.destroy_node()
         rclpy.try_shutdown(context=context)
         spinner.join(timeout=5)
+
+
+# --- `<node> --help`: the node's PARAMETERS table, printed before anything starts ---------------------
+
+NODE_MODULES = ("sim_node", "learner_node", "controller_node", "robot_interface_node")
+
+
+@pytest.mark.parametrize("module", NODE_MODULES)
+def test_node_help_lists_every_parameter_and_starts_nothing(module, capsys):
+    import importlib
+
+    from drl_control.ros.spin import _format_default
+
+    mod = importlib.import_module(f"drl_control.ros.{module}")
+    # the node's class, or the factory that picks one (sim_node's roles)
+    node_class = next(v for v in vars(mod).values() if callable(v) and hasattr(v, "PARAMETERS")
+                      and getattr(v, "__module__", None) == mod.__name__)
+    assert mod.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: {module}") or "usage: " in out.splitlines()[0]
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert set(rows) >= {p.name for p in node_class.PARAMETERS}
+    for p in node_class.PARAMETERS:
+        assert p.description in rows[p.name] and f"(default: {_format_default(p.default)}" in rows[p.name]
+    assert not rclpy.ok()  # rclpy was never initialised: no node, no DDS participant
+
+
+def test_help_after_ros_args_is_a_ros_argument_not_ours():
+    from drl_control.ros.spin import help_requested
+
+    assert help_requested(["--help"]) and help_requested(["-h", "--ros-args", "-p", "a:=1"])
+    assert not help_requested(["--ros-args", "-p", "help:=1", "--help"])
+    assert not help_requested([])
+
+
+def test_declared_parameters_carry_the_table_description_and_default():
+    from rclpy.parameter import Parameter
+
+    from drl_control.ros.spin import Param, declare_parameters
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id(31))
+    try:
+        node = rclpy.create_node("param_table", context=context)
+        table = (Param("rate", 2.5, "how often"), Param("names", ["a"], "which", read_only=True),
+                 Param("goal", Parameter.Type.DOUBLE_ARRAY, "where"))
+        assert declare_parameters(node, table) == {"rate": 2.5, "names": ["a"], "goal": None}
+        descriptors = node.describe_parameters(["rate", "names"])
+        assert [d.description for d in descriptors] == ["how often", "which"]
+        assert [d.read_only for d in descriptors] == [False, True]
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_controller_node_help_as_a_process_exits_0_quickly():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("controller_node")
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "artifact" in proc.stdout and "limit_margin" in proc.stdout
+    assert "ready" not in proc.stdout + proc.stderr  # the node never started

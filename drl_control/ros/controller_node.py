@@ -5,16 +5,30 @@
 
 In:  `joint_states` (sensor_msgs/JointState, any joint order, extra joints ignored),
      `goal` (geometry_msgs/PointStamped, frame "" or iiwa_link_0), `~/set_goal` (SetGoal),
+     `object_pose` (geometry_msgs/PoseStamped, frame iiwa_link_0; subscribed only while the loaded
+     policy observes an object: deploy.controller, docs/DEPLOY.md "Object tasks"),
      `~/load_policy` (LoadPolicy), `~/enable` (std_srvs/SetBool: enable / e-stop).
 Out: `forward_position_controller/commands` (Float64MultiArray, 7 positions) or, with
      command_interface:=trajectory, `joint_trajectory_controller/joint_trajectory` (one point,
      reached one control period ahead); `~/status` (ControllerStatus, every tick);
      `markers` (MarkerArray: goal sphere + executed end-effector path, ns "controller/...").
+record:=PATH.mcap also writes what it received and sent to a rosbag2 MCAP file (drl_control.record).
 
-The node starts disabled (autostart:=true enables it). While disabled it publishes NO commands
-(see drl_control.deploy.safety). Policy, observation, action law and safety filter live in
-drl_control.deploy; this file converts messages and keeps time. It stays up on any bad input and
-logs the reason (once per change of reason).
+The node starts disabled (autostart:=true enables it as soon as enabling is allowed). While
+disabled it publishes NO commands (see drl_control.deploy.safety). `~/enable true` is refused while
+nothing subscribes to the command topic or more than one process publishes `joint_states`; if the
+subscriber goes away while enabled, the node disables itself (state "fault", said once in the log).
+With `profile` set (the driver it commands), while enabled each accepted joint state is checked
+against the last command sent (drl_control.deploy.safety.TrackingMonitor, the profile's `tracking`
+allowance, the same rule as robot_interface_node's): an arm that does not follow gets the measured
+position once, then the node disables itself (state "fault", "arm not following: ...", one error
+line in the log). Without `profile` there is no tracking check (robot_interface_node, between
+this node and a real driver, makes it with its own profile).
+Joint states pass a StateGate (stamp age, jumps), object poses the same rules (ObjectPoseGate).
+`~/load_policy` runs in a thread of its own (drl_control.ros.offload, deploy.handover: everything
+validated first, a failure changes nothing).
+Parameters are read-only, timers tick on the steady clock, use_sim_time is refused (ros.guards).
+This file converts messages and keeps time; it stays up on any bad input and logs the reason.
 """
 
 from __future__ import annotations
@@ -25,7 +39,8 @@ import time
 from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -34,50 +49,54 @@ from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from drl_control.deploy.controller import PolicyController, StepResult
-from drl_control.deploy.safety import SafetyConfig
+from drl_control.deploy.handover import PolicyHandover, carry_over
+from drl_control.deploy.observation import order_joints
+from drl_control.deploy.safety import SafetyFilter, StateGate, TrackingMonitor
+from drl_control.record.writer import NODE_STATE_PERIOD, Recorder
 from drl_control.robot import iiwa14
 from drl_control.ros import conversions as conv
-from drl_control.ros import names
-from drl_control.ros.spin import run_node
+from drl_control.ros import guards, names
+from drl_control.ros.controller_params import PARAMETERS, controller_settings
+from drl_control.ros.offload import OffloadedService
+from drl_control.ros.spin import declare_parameters, run_node
 from drl_control_interfaces.msg import ControllerStatus
 from drl_control_interfaces.srv import LoadPolicy, SetGoal
 
-COMMAND_INTERFACES = ("position", "trajectory")
 IDLE_RATE = 10.0  # Hz: status ticks while no policy is loaded
 MARKER_PERIOD = 0.1  # s
 
 
 class ControllerNode(Node):
+    PARAMETERS = PARAMETERS  # read-only, checked by controller_settings (ros/controller_params.py)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(names.CONTROLLER_NODE, **kwargs)
-        p = self.declare_parameter
-        artifact = str(p("artifact", "").value)
-        self.command_interface = str(p("command_interface", "position").value)
-        autostart = bool(p("autostart", False).value)
-        self.rate_override = float(p("rate_hz", 0.0).value)  # 0: the artifact's control rate
-        goal = list(p("goal", [0.0]).value)
-        self.path_length = int(p("path_length", 500).value)
-        self.realtime_priority = int(p("realtime_priority", 0).value)  # SCHED_FIFO; 0: normal scheduling
-        self.safety_config = SafetyConfig(
-            limit_margin=float(p("limit_margin", SafetyConfig.limit_margin).value),
-            velocity_scale=float(p("velocity_scale", SafetyConfig.velocity_scale).value),
-            workspace_low=tuple(float(v) for v in p("workspace_low", list(SafetyConfig.workspace_low)).value),
-            workspace_high=tuple(float(v) for v in p("workspace_high", list(SafetyConfig.workspace_high)).value),
-            stale_periods=float(p("stale_periods", SafetyConfig.stale_periods).value),
-            command_timeout_periods=float(p("command_timeout_periods", SafetyConfig.command_timeout_periods).value),
-        )
-        if self.command_interface not in COMMAND_INTERFACES:
-            raise ValueError(f"command_interface must be one of {COMMAND_INTERFACES}, got {self.command_interface!r}")
-        self.joint_names = list(iiwa14().joint_names)
+        guards.refuse_sim_time(self)
+        s = controller_settings(declare_parameters(self, self.PARAMETERS))
+        artifact, autostart, goal = s.artifact, s.autostart, s.goal
+        self.command_interface, self.rate_override, self.path_length = s.command_interface, s.rate_override, s.path_length
+        self.realtime_priority, self.safety_config, self.max_rate = s.realtime_priority, s.safety, s.max_rate
+        try:  # last: a bad record path stops the node (one line, exit 2) before anything is published
+            self.recorder = Recorder(s.record, start_ns=self._now_ns(), state_period=NODE_STATE_PERIOD, metadata={
+                "source": "controller_node", "artifact": artifact}) if s.record else None
+        except (ValueError, OSError) as exc:
+            raise guards.ParameterError(str(exc)) from None
+        spec = iiwa14()
+        self.joint_names = list(spec.joint_names)
+        self.gate = StateGate(self.safety_config, spec)
+        self._limits = SafetyFilter(self.safety_config, spec)  # its state_problem only
+        self.tracking = None if s.tracking is None else TrackingMonitor(  # command speed as robot_interface_node's
+            s.tracking, self._limits.max_step / self.safety_config.control_dt, self.joint_names)
+        self._sent: np.ndarray | None = None  # the last command sent while enabled (tracking)
         self.core: PolicyController | None = None
-        self.enabled = autostart
         self.goal: np.ndarray | None = None
         self._last_state: tuple[list[str], list[float], list[float] | None, float] | None = None
         self._last_reason: str | None = None
         self._last_marker = 0.0
-        self._timer = None
-        self.path: collections.deque = collections.deque(maxlen=max(2, self.path_length))
-        self.last_result: StepResult | None = None
+        self.handover = PolicyHandover(self.joint_names, self.safety_config, self.rate_override, self.max_rate,
+                                       s.profile)
+        self._object_sub = None  # object_pose, while the policy observes an object
+        self.path: collections.deque = collections.deque(maxlen=self.path_length)
 
         if self.command_interface == "position":
             self.command_pub = self.create_publisher(Float64MultiArray, names.FORWARD_POSITION_COMMANDS, 10)
@@ -86,24 +105,42 @@ class ControllerNode(Node):
         self.status_pub = self.create_publisher(ControllerStatus, names.STATUS, 10)
         self.marker_pub = self.create_publisher(MarkerArray, names.MARKERS, 10)
         self.create_subscription(JointState, names.JOINT_STATES, self._on_joint_state, 10)
+        self.enabler = guards.EnableGate(self, self.command_pub, self.resolve_topic_name(names.JOINT_STATES),
+                                         self._apply_enabled, autostart)
         self.create_subscription(PointStamped, names.GOAL, self._on_goal, 10)
         self.create_service(SetGoal, names.SET_GOAL, self._on_set_goal)
-        self.create_service(LoadPolicy, names.LOAD_POLICY, self._on_load_policy)
-        self.create_service(SetBool, names.ENABLE, self._on_enable)
+        self.create_service(SetBool, names.ENABLE, self._on_enable, callback_group=MutuallyExclusiveCallbackGroup())
+        self.loader = OffloadedService(self, LoadPolicy, names.LOAD_POLICY, self._on_load_policy)
 
+        self._restart_timer(IDLE_RATE)
         if artifact:
-            self._report(*self.load(artifact))
-        else:
-            self._restart_timer(IDLE_RATE)
+            ok, message = self.handover.build(artifact)
+            self._report(ok, message)
+            self._install()
         if len(goal) == 3:
             ok, message = self.set_goal(np.asarray(goal, dtype=float))
             if not ok:
                 self.get_logger().warning(f"goal parameter rejected: {message}")
         self.get_logger().info(
-            f"ready: {'enabled' if self.enabled else 'disabled (call ~/enable)'}, commands on "
-            f"{self.command_pub.topic_name}")
+            f"ready: {'enabling once allowed (autostart)' if autostart else 'disabled (call ~/enable)'}, "
+            f"commands on {self.command_pub.topic_name}")
 
-    # --- setup --------------------------------------------------------------------------------
+    def destroy_node(self) -> None:
+        if hasattr(self, "loader"):  # not when a bad parameter stopped __init__ before it
+            self.loader.close()
+        super().destroy_node()
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def close_recording(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+
+    @property
+    def enabled(self) -> bool:
+        return self.enabler.enabled
+
     @property
     def rate_hz(self) -> float:
         if self.rate_override > 0:
@@ -111,45 +148,70 @@ class ControllerNode(Node):
         return self.core.control_hz if self.core is not None else IDLE_RATE
 
     def _restart_timer(self, rate: float) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-        self._timer = self.create_timer(1.0 / rate, self._tick)
+        old, self._timer = getattr(self, "_timer", None), self.create_timer(1.0 / rate, self._tick,
+                                                                           clock=guards.steady_clock())
+        if old is not None:
+            self.destroy_timer(old)
 
-    def load(self, artifact: str) -> tuple[bool, str]:
-        """Load an artifact; on any failure the previous policy (if any) stays in charge."""
-        from drl_control.deploy.policy import DeployPolicy
-
-        try:
-            policy = DeployPolicy.load(artifact, joint_names=self.joint_names)
-            core = PolicyController(policy, self.safety_config, rate_hz=self.rate_override or None)
-        except Exception as exc:  # noqa: BLE001 - any bad artifact is reported, never fatal
-            return False, f"cannot load {artifact!r}: {exc}"
-        core.set_enabled(self.enabled)
-        if self.goal is not None:
-            ok, why = core.set_goal(self.goal)
-            if not ok:
-                self.goal = None
-                self.get_logger().warning(f"previous goal dropped by the new policy: {why}")
-        if self._last_state is not None:
-            core.observe_joint_state(*self._last_state)
+    def _install(self) -> None:
+        """Put a controller built by the loader in charge (control thread, between ticks)."""
+        core = self.handover.take()
+        if core is None:
+            return
+        self.goal, why = carry_over(core, self.enabled, self.goal, self._last_state)
+        if why:
+            self.get_logger().warning(why)
         self.core = core
-        self._restart_timer(self.rate_hz)
-        return True, (f"loaded {artifact} ({policy.algorithm}, {policy.env_id}, "
-                      f"{policy.spec['action']['type']}) at {self.rate_hz:g} Hz")
+        self._subscribe_object(core.observes_object)
+        if self._timer.timer_period_ns != round(1e9 / self.rate_hz):
+            self._restart_timer(self.rate_hz)
 
     # --- inputs ------------------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         problem = conv.joint_state_problem(msg.name, msg.position, msg.velocity, msg.effort, self.joint_names)
         if problem:  # the last valid state stays; the stale-state watchdog holds if none follows
             self._log_reason(f"joint_states rejected: {problem}")
             return
+        q = order_joints(msg.name, msg.position, self.joint_names)
+        if q is not None and not self._limits.state_problem(q):  # NaN / out of range: the core holds on it
+            problem = self.gate.check(q, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, now, wall)
+            if problem:  # not accepted: the core keeps the last accepted state
+                self.get_logger().warning(f"joint_states refused ({self.gate.rejected} so far): {problem}",
+                                          throttle_duration_sec=1.0)  # a flood must not flood the log
+                return
+            if self.tracking is not None and self.enabled and self._sent is not None:
+                fault = self.tracking.update(self._sent, q, now)
+                if fault:
+                    self._trip(fault, q)
         velocities = list(msg.velocity) if len(msg.velocity) == len(msg.name) else None
         self._last_state = (list(msg.name), list(msg.position), velocities, now)
+        if self.recorder is not None:
+            self.recorder.joint_state(self._now_ns(), msg.name, msg.position, velocities, msg.effort or None)
         if self.core is not None:
             why = self.core.observe_joint_state(msg.name, msg.position, velocities, now)
             if why:
                 self._log_reason(f"joint_states: {why}")
+
+    def _subscribe_object(self, wanted: bool) -> None:
+        """A Reach policy does not subscribe: no perception stream needs to run for it."""
+        if wanted and self._object_sub is None:
+            self._object_sub = self.create_subscription(PoseStamped, names.OBJECT_POSE, self._on_object_pose, 10)
+        elif not wanted and self._object_sub is not None:
+            self.destroy_subscription(self._object_sub)
+            self._object_sub = None
+
+    def _on_object_pose(self, msg: PoseStamped) -> None:
+        now, wall = time.monotonic(), time.time()
+        core = self.core
+        if core is None or not core.observes_object:
+            return
+        p, o = msg.pose.position, msg.pose.orientation
+        problem = core.observe_object_pose(msg.header.frame_id, [p.x, p.y, p.z], [o.x, o.y, o.z, o.w],
+                                           conv.duration_to_sec(msg.header.stamp), now, wall)
+        if problem:  # not accepted: the core keeps the last accepted pose and holds once it is stale
+            self.get_logger().warning(f"object_pose refused ({core.object_gate.rejected} so far): {problem}",
+                                      throttle_duration_sec=1.0)
 
     def set_goal(self, goal: np.ndarray) -> tuple[bool, str]:
         if self.core is None:
@@ -179,21 +241,26 @@ class ControllerNode(Node):
         return response
 
     def _on_load_policy(self, request: LoadPolicy.Request, response: LoadPolicy.Response) -> LoadPolicy.Response:
-        ok, message = self.load(request.artifact_dir)
+        ok, message = self.handover.build(request.artifact_dir)  # the loader's thread: the tick installs it
         self._report(ok, message)
         response.success, response.message = ok, message
         return response
 
-    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        self.enabled = bool(request.data)
+    def _apply_enabled(self, enabled: bool) -> None:
         if self.core is not None:
-            self.core.set_enabled(self.enabled)
-        response.success = True
-        response.message = "enabled" if self.enabled else "disabled: no commands are published"
-        if self.core is None and self.enabled:
-            response.message += " (no policy loaded yet)"
-        self.get_logger().info(response.message)
-        return response
+            self.core.set_enabled(enabled)
+        if self.tracking is not None:
+            self.tracking.reset()
+        self._sent = None
+
+    def _trip(self, fault: str, measured: np.ndarray) -> None:
+        """The arm does not follow: hold where it is (one command, the measured position), then disable."""
+        if self.command_pub.get_subscription_count() > 0:
+            self._publish_command(np.clip(measured, self._limits.spec.lower, self._limits.spec.upper))
+        self.enabler.trip(fault)
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        return self.enabler.on_enable(request, response, "disabled: no commands are published")
 
     # --- the tick ----------------------------------------------------------------------------
     def _report(self, ok: bool, message: str) -> None:
@@ -214,6 +281,11 @@ class ControllerNode(Node):
 
     def _tick(self) -> None:
         now = time.monotonic()
+        if self.handover.pending:
+            self._install()
+        lost = self.enabler.supervise(now)
+        if lost:  # nobody receives commands: nothing to hold with, just stop
+            self.enabler.trip(lost)
         if self.core is None:
             self._publish_status(None, "no policy loaded")
             return
@@ -221,7 +293,6 @@ class ControllerNode(Node):
             result = self.core.step(now)
         except Exception as exc:  # noqa: BLE001 - the node stays up; the arm gets nothing this tick
             result = StepResult(None, f"controller step failed: {type(exc).__name__}: {exc}", True)
-        self.last_result = result
         if result.command is not None:
             self._publish_command(result.command)
         self._log_reason(result.reason if self.enabled else "", result.holding)
@@ -233,10 +304,15 @@ class ControllerNode(Node):
             self._publish_markers()
 
     def _publish_command(self, command: np.ndarray) -> None:
+        if self.enabled:
+            self._sent = np.asarray(command, dtype=float)
         if self.command_interface == "position":
             self.command_pub.publish(conv.command_msg(command))
         else:
             self.command_pub.publish(conv.command_msg(command, self.joint_names, 1.0 / self.rate_hz))
+        if self.recorder is not None:
+            names_ = None if self.command_interface == "position" else self.joint_names
+            self.recorder.command(self._now_ns(), command, names_, 1.0 / self.rate_hz)
 
     def _publish_status(self, result: StepResult | None, reason: str) -> None:
         msg = ControllerStatus()
@@ -245,18 +321,16 @@ class ControllerNode(Node):
         msg.enabled = self.enabled
         msg.policy_loaded = self.core is not None
         msg.holding = bool(result is not None and result.holding and self.enabled)
-        if self.core is None:
-            msg.state = "idle"
-        elif not self.enabled:
-            msg.state = "disabled"
-        elif msg.holding:
-            msg.state = "holding"
-        else:
-            msg.state = "running"
-        msg.reason = reason
+        running = "holding" if msg.holding else "running"
+        fault, extra = self.enabler.notes()
+        msg.state = "fault" if fault else "idle" if self.core is None else running if self.enabled else "disabled"
+        msg.reason = "; ".join(r for r in (fault, reason, extra, self.gate.last_problem) if r)
         msg.distance_to_goal = float(result.distance_to_goal) if result is not None else float("nan")
         msg.inference_ms = float(result.inference_ms) if result is not None else float("nan")
         self.status_pub.publish(msg)
+        if self.recorder is not None:
+            self.recorder.controller_status(self._now_ns(), {k: getattr(msg, k) for k in (
+                "enabled", "policy_loaded", "holding", "state", "reason", "distance_to_goal", "inference_ms")})
 
     def _publish_markers(self) -> None:
         stamp = self.get_clock().now().to_msg()
@@ -264,9 +338,13 @@ class ControllerNode(Node):
             conv.goal_marker(stamp, self.goal, "controller/goal", (0.1, 0.3, 0.9, 0.8)),
             conv.path_marker(stamp, self.path, "controller/ee_path", (0.9, 0.8, 0.1, 1.0)),
         ]))
+        if self.recorder is not None:
+            self.recorder.set_goal(self.goal)
+            self.recorder.markers(self._now_ns())
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(ControllerNode, args, realtime=True)
+    return run_node(ControllerNode, args, realtime=True, on_shutdown=ControllerNode.close_recording,
+                    usage_errors=guards.USAGE_ERRORS, prog="controller_node")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,12 +17,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, PoseStamped
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker
 
 from drl_control.ros.names import BASE_FRAME
+from drl_control.safe_io import load_json_text
 from drl_control_interfaces.msg import EnvBatch
 
 # --- spaces ------------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ def space_to_json(space: gym.Space) -> str:
 
 
 def space_from_json(text: str) -> gym.Space:
-    return space_from_dict(json.loads(text))
+    return space_from_dict(load_json_text(text, "space description"))
 
 
 # --- observation batches -----------------------------------------------------------------------
@@ -149,7 +150,7 @@ def infos_to_json(infos: Sequence[Mapping[str, Any]]) -> str:
 
 def infos_from_json(text: str, space: gym.Space | None = None) -> list[dict[str, Any]]:
     """Inverse of `infos_to_json`; `terminal_observation` back to float32 arrays shaped like `space`."""
-    infos = json.loads(text) if text else []
+    infos = load_json_text(text, "step infos") if text else []
     for info in infos:
         term = info.get("terminal_observation")
         if term is None:
@@ -188,20 +189,6 @@ def joint_state_msg(msg: Any, stamp: Any, names: Sequence[str], position: np.nda
     msg.velocity = [float(x) for x in velocity] if velocity is not None else []
     msg.effort = [float(x) for x in effort] if effort is not None else []
     return msg
-
-
-def joint_state_arrays(msg: Any, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """sensor_msgs/JointState -> (position, velocity, effort) in `names` order (NaN where missing)."""
-    index = {n: i for i, n in enumerate(msg.name)}
-    out = []
-    for field in (msg.position, msg.velocity, msg.effort):
-        values = np.full(len(names), np.nan)
-        for j, name in enumerate(names):
-            i = index.get(name)
-            if i is not None and i < len(field):
-                values[j] = field[i]
-        out.append(values)
-    return out[0], out[1], out[2]
 
 
 def joint_state_problem(names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
@@ -284,6 +271,17 @@ def point_msg(xyz: Sequence[float]) -> Point:
     return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
 
 
+def pose_stamped_msg(msg: PoseStamped | Marker, stamp: Any, position: Sequence[float], orientation: Sequence[float],
+                     frame: str = BASE_FRAME) -> PoseStamped | Marker:
+    """Fill the header and pose of `msg` (a PoseStamped reused by a publisher at a high rate, or a
+    Marker); `orientation` is (x, y, z, w)."""
+    msg.header.stamp, msg.header.frame_id = stamp, frame
+    p, o = msg.pose.position, msg.pose.orientation
+    p.x, p.y, p.z = (float(v) for v in position)
+    o.x, o.y, o.z, o.w = (float(v) for v in orientation)
+    return msg
+
+
 def _marker(stamp: Any, ns: str, kind: int, rgba: Sequence[float], frame: str) -> Marker:
     marker = Marker(ns=ns, id=0, type=kind, action=Marker.ADD)
     marker.header.frame_id, marker.header.stamp = frame, stamp
@@ -302,6 +300,15 @@ def goal_marker(stamp: Any, goal: Sequence[float] | None, ns: str, rgba: Sequenc
     marker = _marker(stamp, ns, Marker.SPHERE, rgba, frame)
     marker.pose.position = point_msg(goal)
     marker.scale.x = marker.scale.y = marker.scale.z = diameter
+    return marker
+
+
+def box_marker(stamp: Any, position: Sequence[float], orientation: Sequence[float], size: float, ns: str,
+               rgba: Sequence[float], frame: str = BASE_FRAME) -> Marker:
+    """A cube of edge `size` at a pose (`orientation` x, y, z, w): an object task's cube."""
+    marker = _marker(stamp, ns, Marker.CUBE, rgba, frame)
+    pose_stamped_msg(marker, stamp, position, orientation, frame)
+    marker.scale.x = marker.scale.y = marker.scale.z = float(size)
     return marker
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,14 +31,16 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
 
+from drl_control.errors import EXIT_INTERRUPTED, UserError
+from drl_control.learn.progress import SUCCESS_LABEL
+from drl_control.paths import new_output_dir
 from drl_control.robot import kinematics
 from drl_control.ros import names
 from drl_control.ros.stack import StackRunner, load_stack
+from drl_control.sim.tasks import REACH_GOAL_HIGH, REACH_GOAL_LOW
 from drl_control_interfaces.action import Train
 
 ENV_ID = "DrlControl/IiwaReach-v0"
-REACH_GOAL_LOW = np.array([0.35, -0.35, 0.15])  # the Reach task's goal box (sim/tasks.py)
-REACH_GOAL_HIGH = np.array([0.75, 0.35, 0.65])
 
 
 @dataclass
@@ -82,16 +85,20 @@ class DemoClient:
 
     def close(self) -> None:
         self.executor.shutdown()
+        # The spin thread ends with the executor: joined here, so no thread is left inside rclpy's
+        # C++ code at exit (one Push demo run of three printed "terminate called without an active
+        # exception" at exit before this join; the cause was not proven)
+        self.thread.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)
 
 
-def _train(client: DemoClient, cfg: DemoConfig, run_dir: Path) -> Any:
+def _train(client: DemoClient, cfg: DemoConfig) -> Any:
     action = ActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
     if not action.wait_for_server(timeout_sec=60.0):
         raise RuntimeError("learner_node's train action did not come up (see nodes.log)")
     goal = Train.Goal(algorithm="sac", env_id=ENV_ID, overrides=cfg.overrides, timesteps=cfg.timesteps,
-                      seed=cfg.seed, run_dir=str(run_dir))
+                      seed=cfg.seed, run_dir="")  # a new run: an earlier demo's is kept
     last = [0.0]
 
     def feedback(msg: Any) -> None:
@@ -99,8 +106,9 @@ def _train(client: DemoClient, cfg: DemoConfig, run_dir: Path) -> Any:
         if time.monotonic() - last[0] > 2.0:
             last[0] = time.monotonic()
             rate = "n/a" if np.isnan(fb.success_rate) else f"{fb.success_rate:.0%}"
-            print(f"  training: {fb.timesteps:>6} steps, success (last episodes) {rate}, "
-                  f"{fb.env_steps_per_second:.0f} env steps/s", flush=True)
+            left = (cfg.timesteps - fb.timesteps) / fb.env_steps_per_second if fb.env_steps_per_second > 0 else 0
+            print(f"  training: {fb.timesteps:>6}/{cfg.timesteps} steps, {SUCCESS_LABEL} {rate}, "
+                  f"{fb.env_steps_per_second:.0f} env steps/s, ~{left:.0f} s left", flush=True)
 
     handle = client.wait(action.send_goal_async(goal, feedback_callback=feedback), 30.0)
     if not handle.accepted:
@@ -127,6 +135,9 @@ def _drive(client: DemoClient, cfg: DemoConfig, goals: np.ndarray, joint_names: 
     if not client.joints:
         raise RuntimeError("no joint_states from the robot-mode sim")
     reply = client.wait(enable.call_async(SetBool.Request(data=True)), 10.0)
+    while not reply.success and time.monotonic() < deadline + 15.0:  # refused until it sees the sim subscribe
+        time.sleep(0.2)
+        reply = client.wait(enable.call_async(SetBool.Request(data=True)), 10.0)
     if not reply.success:
         raise RuntimeError(f"controller refused to enable: {reply.message}")
     goal_pub = client.node.create_publisher(PointStamped, "/" + names.GOAL, 10)
@@ -200,21 +211,23 @@ def _policy_gif(artifact_dir: str, out: Path, seed: int, episodes: int = 3) -> P
     import gymnasium as gym
 
     from drl_control.deploy.policy import DeployPolicy
-    from drl_control.sim.media import write_gif
+    from drl_control.sim.media import EpisodeRecorder
 
     policy = DeployPolicy.load(artifact_dir)
-    env = gym.make(policy.env_id, render_mode="rgb_array", render_size=(320, 240))
-    frames = []
+    env = gym.make(policy.env_id)
+    recorder = EpisodeRecorder(env)
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + 777 + episode)
+        recorder.new_episode()
         for _ in range(30):
-            obs, *_ = env.step(policy.act(obs))
-            frames.append(env.render())
+            obs, _, _, _, info = env.step(policy.act(obs))
+            recorder.capture(info)
+    path = recorder.save(out)
     env.close()
-    return write_gif(frames, out, fps=env.metadata.get("render_fps", 25))
+    return path
 
 
-def _start(stack: str, args: dict[str, str], log: Any) -> StackRunner:
+def start_stack(stack: str, args: dict[str, str], log: Any) -> StackRunner:
     runner = StackRunner(load_stack(stack).resolve(args), out=log, grace=10.0)
     runner.start()
     return runner
@@ -223,6 +236,9 @@ def _start(stack: str, args: dict[str, str], log: Any) -> StackRunner:
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = cfg.out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    from drl_control.record.writer import check_writable
+
+    recording = check_writable(out / "deployment.mcap")  # controller_node records the deployment
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     log = open(out / "nodes.log", "w")  # noqa: SIM115 - closed below; the nodes' output goes here
     times: dict[str, float] = {}
@@ -232,9 +248,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         print(f"[1/3] training SAC+HER on {ENV_ID} over ROS 2 with {cfg.workers} sim workers "
               f"({cfg.timesteps} env steps)", flush=True)
         t0 = time.monotonic()
-        runner = _start("train", {"workers": workers, "env_id": ENV_ID, "run_root": str(out)}, log)
+        runner = start_stack("train", {"workers": workers, "env_id": ENV_ID, "run_root": str(out)}, log)
         try:
-            result = _train(client, cfg, out / "run")
+            result = _train(client, cfg)
         finally:
             runner.stop()
         times["train_s"] = time.monotonic() - t0
@@ -242,7 +258,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
         print(f"[2/3] deploying: sim_node robot mode + controller_node, {cfg.goals} random goals", flush=True)
         t0 = time.monotonic()
-        runner = _start("deploy", {"artifact": result.artifact_dir, "env_id": ENV_ID, "rviz": "false"}, log)
+        runner = start_stack("deploy", {"artifact": result.artifact_dir, "env_id": ENV_ID, "rviz": "false",
+                                   "record": str(recording)}, log)
         try:
             goals = _sample_goals(cfg)
             from drl_control.robot import iiwa14
@@ -272,6 +289,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "learning_curve_png": str(Path(result.run_dir) / "learning_curve.png"),
         "trajectory_png": str(trajectory_png),
         "gif": str(gif),
+        "recording": str(recording),
         "goals": records,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -288,14 +306,36 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"learning curve:        {summary['learning_curve_png']}")
     print(f"trajectory plot:       {summary['trajectory_png']}")
     print(f"policy GIF:            {summary['gif']}")
+    print(f"recording (MCAP):      {summary['recording']}  (drl-control view/plot/replay)")
     print(f"artifact:              {summary['artifact_dir']}")
 
 
+def demo_output_dir(out: str | None) -> Path:
+    """Each demo in a directory of its own: a new runs/demo_<time>, or `out` if it is new or empty."""
+    if out is None:
+        return new_output_dir("demo")
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UserError(f"{path}: exists and is not an empty directory; omit --out for a new runs/demo_<time>")
+    return path
+
+
 def demo_cli(args: Any) -> int:
-    """`drl-control demo` handler."""
+    """`drl-control demo` handler (without --artifact: see drl_control.ros.object_demo)."""
     if args.timesteps < 1 or args.workers < 1 or args.goals < 1:
-        raise ValueError("--timesteps, --workers and --goals must be positive")
-    summary = run_demo(DemoConfig(out_dir=Path(args.out), timesteps=args.timesteps, workers=args.workers,
-                                  goals=args.goals, seed=args.seed))
+        raise UserError("--timesteps, --workers and --goals must be positive")
+    if args.env not in (None, ENV_ID):
+        raise UserError(f"--env {args.env}: without --artifact the demo trains {ENV_ID} only; pass --artifact DIR "
+                        f"with a trained {args.env} policy (drl-control train, then export)")
+    out = demo_output_dir(args.out)
+    print(f"demo directory: {out}", flush=True)
+    try:
+        summary = run_demo(DemoConfig(out_dir=out, timesteps=args.timesteps, workers=args.workers,
+                                      goals=args.goals, seed=args.seed))
+    except KeyboardInterrupt:  # the nodes were stopped on the way out; what was written stays
+        print(f"demo interrupted; what it wrote so far (nodes.log, run/) is in {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print_summary(summary)
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1))
     return 0

@@ -25,6 +25,7 @@ JOINT_STATES = "joint_states"  # sensor_msgs/JointState (joint_state_broadcaster
 ROBOT_DESCRIPTION = "robot_description"  # std_msgs/String, transient-local (URDF text)
 MARKERS = "markers"  # visualization_msgs/MarkerArray (goal, end-effector trajectory)
 GOAL = "goal"  # geometry_msgs/PointStamped: end-effector goal in the base frame
+OBJECT_POSE = "object_pose"  # geometry_msgs/PoseStamped: the task object in the base frame (perception / mocap / sim)
 
 # --- ros2_control command contract (topics, relative) -----------------------------------------
 FORWARD_POSITION_CONTROLLER = "forward_position_controller"
@@ -33,10 +34,11 @@ FORWARD_POSITION_COMMANDS = f"{FORWARD_POSITION_CONTROLLER}/commands"  # std_msg
 JOINT_TRAJECTORY = f"{JOINT_TRAJECTORY_CONTROLLER}/joint_trajectory"  # trajectory_msgs/JointTrajectory
 
 # --- sim_node env services (private) -----------------------------------------------------------
-RESET = "~/reset"  # drl_control_interfaces/srv/EnvReset
+RESET = "~/reset"  # drl_control_interfaces/srv/EnvReset (robot mode too: a new episode of its task)
 STEP = "~/step"  # drl_control_interfaces/srv/EnvStep
 SPEC = "~/spec"  # drl_control_interfaces/srv/EnvSpec
 STEP_COUNT = "sim_env_steps"  # EnvStep info key: steps this env executed since its sim_node started
+ENV_KWARGS = "env_kwargs"  # EnvSpec deploy_spec_json key: the envs' driver and randomization (sim_node parameters)
 
 # --- learner_node (private) --------------------------------------------------------------------
 TRAIN = "~/train"  # drl_control_interfaces/action/Train

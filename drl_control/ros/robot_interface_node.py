@@ -18,6 +18,16 @@ and joint names. The node
   nothing), `~/status` (ControllerStatus) reports state and reason;
 - dry_run:=true creates NO driver command publisher: what would be sent goes to
   `~/dry_run/commands` (Float64MultiArray) or `~/dry_run/joint_trajectory` instead.
+
+Faults (each said once in the log and on `~/status`, state "fault"): `~/enable true` is refused
+while nothing subscribes to the driver's command topic, while more than one process publishes the
+driver's joint_states, or when the driver's joint names at its first joint_states are not the
+profile's (that one is latched: restart with the right profile). While enabled, if the driver's
+subscription goes away or the arm does not follow (drl_control.deploy.safety.TrackingMonitor,
+allowance from the profile's `tracking`), the node sends the measured position once and disables
+itself. Driver states pass a StateGate (stamp age, jumps) before the filter sees them.
+Parameters are read-only; timers run on the steady clock; use_sim_time is refused
+(drl_control.ros.guards).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import time
 from typing import Any
 
 import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -34,11 +45,11 @@ from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from drl_control.deploy.profiles import JointMap, load_profile
-from drl_control.deploy.safety import SafetyFilter
+from drl_control.deploy.safety import SafetyFilter, StateGate, TrackingMonitor
 from drl_control.robot import iiwa14
 from drl_control.ros import conversions as conv
-from drl_control.ros import names
-from drl_control.ros.spin import run_node
+from drl_control.ros import guards, names
+from drl_control.ros.spin import Param, declare_parameters, run_node
 from drl_control_interfaces.msg import ControllerStatus
 
 DRY_RUN_COMMANDS = "~/dry_run/commands"
@@ -46,48 +57,73 @@ DRY_RUN_TRAJECTORY = "~/dry_run/joint_trajectory"
 
 
 class RobotInterfaceNode(Node):
+    # Every parameter is read-only: set at start with -p, never at run time (drl_control.ros.guards).
+    PARAMETERS = tuple(Param(p.name, p.default, p.description, read_only=True) for p in (
+        Param("profile", "sim", "robot profile of config/robot_profiles.yaml (lbr, iiwa_ros2, sim)"),
+        Param("profiles_file", "", "another robot profiles YAML file (empty: the package's)"),
+        Param("joint_states", "", "driver's joint state topic (empty: the profile's)"),
+        Param("position_commands", "", "driver's position command topic (empty: the profile's)"),
+        Param("joint_trajectory", "", "driver's joint trajectory topic (empty: the profile's)"),
+        Param("driver_joint_names", [""], "driver's joint names in our joint order ([''] : the profile's)"),
+        Param("command_interface", "", "position or trajectory (empty: the profile's)"),
+        Param("rate_hz", 0.0, "command rate to the driver in Hz (0: the profile's)"),
+        Param("dry_run", False, "send nothing to the driver: commands go to ~/dry_run/* instead"),
+        Param("realtime_priority", 0, "SCHED_FIFO priority of the process (0: normal scheduling)"),
+        Param("autostart", False, "start enabled (otherwise disabled until ~/enable true; disabled sends nothing)"),
+        Param("velocity_scale", 0.0, "fraction of the URDF joint speeds allowed (0: the profile's)"),
+        Param("limit_margin", -1.0, "rad kept clear of every URDF joint limit (negative: the profile's)"),
+    ))
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(names.ROBOT_INTERFACE_NODE, **kwargs)
-        p = self.declare_parameter
-        profile_name = str(p("profile", "sim").value)
-        profiles_file = str(p("profiles_file", "").value)
+        guards.refuse_sim_time(self)
+        v = declare_parameters(self, self.PARAMETERS)  # every row read-only (drl_control.ros.guards)
+        profile_name = str(v["profile"])
+        profiles_file = str(v["profiles_file"])
         overrides = {
-            "joint_states": str(p("joint_states", "").value),
-            "position_commands": str(p("position_commands", "").value),
-            "joint_trajectory": str(p("joint_trajectory", "").value),
-            "joint_names": list(p("driver_joint_names", [""]).value),
-            "command_interface": str(p("command_interface", "").value),
-            "rate_hz": float(p("rate_hz", 0.0).value) or None,
+            "joint_states": str(v["joint_states"]),
+            "position_commands": str(v["position_commands"]),
+            "joint_trajectory": str(v["joint_trajectory"]),
+            "joint_names": list(v["driver_joint_names"]),
+            "command_interface": str(v["command_interface"]),
+            "rate_hz": float(v["rate_hz"]) or None,
         }
         if overrides["joint_names"] == [""]:
             overrides["joint_names"] = None
-        self.dry_run = bool(p("dry_run", False).value)
-        self.realtime_priority = int(p("realtime_priority", 0).value)  # SCHED_FIFO; 0: normal scheduling
-        autostart = bool(p("autostart", False).value)
-        velocity_scale = float(p("velocity_scale", 0.0).value) or None
-        limit_margin = float(p("limit_margin", -1.0).value)
-        self.profile = load_profile(profile_name, profiles_file or None).with_overrides(**overrides)
+        self.dry_run = bool(v["dry_run"])
+        self.realtime_priority = int(v["realtime_priority"])  # SCHED_FIFO; 0: normal scheduling
+        autostart = bool(v["autostart"])  # enable as soon as enabling is allowed
+        velocity_scale = float(v["velocity_scale"]) or None
+        limit_margin = float(v["limit_margin"])
         self.spec = iiwa14()
-        self.map = JointMap(self.spec.joint_names, self.profile.joint_names)
-        config = self.profile.safety_config(velocity_scale=velocity_scale,
-                                            limit_margin=limit_margin if limit_margin >= 0 else None)
-        self.safety = SafetyFilter(config, self.spec)
-        self.safety.set_enabled(autostart)
+        try:
+            self.profile = load_profile(profile_name, profiles_file or None).with_overrides(**overrides)
+            self.map = JointMap(self.spec.joint_names, self.profile.joint_names)
+            config = self.profile.safety_config(velocity_scale=velocity_scale,
+                                                limit_margin=limit_margin if limit_margin >= 0 else None)
+            self.safety = SafetyFilter(config, self.spec)
+            self.tracking = TrackingMonitor(self.profile.tracking_config(), self.safety.max_step / config.control_dt,
+                                            self.spec.joint_names)
+        except (ValueError, OSError) as exc:
+            raise guards.ParameterError(str(exc)) from None
+        self.gate = StateGate(config, self.spec)
         self.period = 1.0 / self.profile.rate_hz
         self._last_reason: str | None = None
+        self._names_checked = False
+        self._sent: np.ndarray | None = None  # the last command sent while enabled
 
         # our side (relative names, resolved in this node's namespace)
         self.state_pub = self.create_publisher(JointState, names.JOINT_STATES, 10)
         self.create_subscription(Float64MultiArray, names.FORWARD_POSITION_COMMANDS, self._on_positions, 10)
         self.create_subscription(JointTrajectory, names.JOINT_TRAJECTORY, self._on_trajectory, 10)
-        self.create_service(SetBool, names.ENABLE, self._on_enable)
+        self.create_service(SetBool, names.ENABLE, self._on_enable, callback_group=MutuallyExclusiveCallbackGroup())
         self.status_pub = self.create_publisher(ControllerStatus, names.STATUS, 10)
         ours = {self.resolve_topic_name(n) for n in (names.JOINT_STATES, names.FORWARD_POSITION_COMMANDS,
                                                      names.JOINT_TRAJECTORY)}
         theirs = {self.profile.joint_states, self.profile.position_commands, self.profile.joint_trajectory}
         if ours & theirs:
-            raise ValueError(f"our topics {sorted(ours & theirs)} coincide with the driver's: run this node in "
-                             "another namespace (-r __ns:=/drl)")
+            raise guards.ParameterError(f"our topics {sorted(ours & theirs)} coincide with the driver's: run this "
+                                        "node in another namespace (-r __ns:=/drl)")
 
         # driver side (absolute names from the profile)
         self.create_subscription(JointState, self.profile.joint_states, self._on_driver_state, 10)
@@ -97,26 +133,43 @@ class RobotInterfaceNode(Node):
         else:
             topic = self.profile.joint_trajectory if trajectory else self.profile.position_commands
         self.command_pub = self.create_publisher(JointTrajectory if trajectory else Float64MultiArray, topic, 10)
-        self.create_timer(self.period, self._tick)
+        self.enabler = guards.EnableGate(self, self.command_pub, self.profile.joint_states, self._apply_enabled,
+                                         autostart, self.dry_run)
+        self.create_timer(self.period, self._tick, clock=guards.steady_clock())
         self.get_logger().info(
             f"profile {self.profile.name}: driver state {self.profile.joint_states}, commands -> "
             f"{self.command_pub.topic_name}{' (DRY RUN: nothing is sent to the arm)' if self.dry_run else ''}, "
-            f"{'enabled' if autostart else 'disabled (call ~/enable)'}")
+            f"{'enabling once allowed (autostart)' if autostart else 'disabled (call ~/enable)'}")
 
     # --- inputs ------------------------------------------------------------------------------
     def _on_driver_state(self, msg: JointState) -> None:
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
+        if not self._names_checked:  # the driver's generation must be the profile's (lbr_A1 vs A1)
+            self._names_checked = True
+            if not set(self.map.theirs) <= set(msg.name):
+                self._trip(f"driver joint names {list(msg.name)} are not the profile {self.profile.name!r} "
+                           f"joint names {self.map.theirs}: wrong profile?", latch=True)
         problem = conv.joint_state_problem(msg.name, msg.position, msg.velocity, msg.effort, self.map.theirs)
         mapped = None if problem else self.map.state_to_ours(msg.name, msg.position, msg.velocity, msg.effort)
         if mapped is None:  # the last valid state stays; the stale-state watchdog holds if none follows
             self._log_reason(f"driver joint_states rejected: {problem or 'cannot map them'}")
             return
         q, qd, effort = mapped
-        self.safety.observe_state(q, now)  # NaN / out of range: the filter holds at once
         problem = self.safety.state_problem(q)
-        if problem:  # ...and our side never sees it (our controller then holds on stale state)
+        if problem:  # NaN / out of range: the filter holds at once, and our side never sees it
+            self.safety.observe_state(q, now)
             self._log_reason(f"driver joint_states not relayed: {problem}")
             return
+        problem = self.gate.check(q, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, now, wall)
+        if problem:  # not accepted: the filter keeps the last accepted state (then: stale -> hold)
+            self.get_logger().warning(f"driver joint_states refused ({self.gate.rejected} so far): {problem}",
+                                      throttle_duration_sec=1.0)  # a flood must not flood the log
+            return
+        self.safety.observe_state(q, now)
+        if self.safety.enabled and self._sent is not None and not self.dry_run:
+            fault = self.tracking.update(self._sent, q, now)
+            if fault:
+                self._trip(fault)
         out = JointState()
         out.header = msg.header
         out.name = list(self.spec.joint_names)
@@ -153,12 +206,20 @@ class RobotInterfaceNode(Node):
                                  f"[{self.safety.lower[j]:.4f}, {self.safety.upper[j]:.4f}] (with margin): clamped")
         self.safety.propose(q, time.monotonic())
 
+    def _apply_enabled(self, enabled: bool) -> None:
+        self.safety.set_enabled(enabled)
+        self.tracking.reset()
+        self._sent = None
+
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        self.safety.set_enabled(bool(request.data))
-        response.success = True
-        response.message = "enabled" if request.data else "disabled: nothing is sent to the driver"
-        self.get_logger().info(response.message)
-        return response
+        return self.enabler.on_enable(request, response, "disabled: nothing is sent to the driver")
+
+    def _trip(self, fault: str, latch: bool = False) -> None:
+        """Hold where the arm is (one command: the measured position), then disable; said once."""
+        measured = self.safety.measured
+        if self.safety.enabled and measured is not None and self.command_pub.get_subscription_count() > 0:
+            self._send(np.clip(measured, self.spec.lower, self.spec.upper))
+        self.enabler.trip(fault, latch)
 
     # --- the tick ----------------------------------------------------------------------------
     def _log_reason(self, reason: str) -> None:
@@ -168,7 +229,11 @@ class RobotInterfaceNode(Node):
                 self.get_logger().warning(reason)
 
     def _tick(self) -> None:
-        decision = self.safety.decide(time.monotonic())
+        now = time.monotonic()
+        lost = self.enabler.supervise(now)
+        if lost:
+            self._trip(lost)
+        decision = self.safety.decide(now)
         if decision.command is not None:
             self._send(decision.command)
         if decision.holding:
@@ -179,25 +244,34 @@ class RobotInterfaceNode(Node):
         status.enabled = self.safety.enabled
         status.policy_loaded = False
         status.holding = decision.holding
-        if not self.safety.enabled:
+        fault, extra = self.enabler.notes()
+        if fault:
+            status.state = "fault"
+        elif not self.safety.enabled:
             status.state = "disabled"
         elif self.dry_run:
             status.state = "dry_run"
         else:
             status.state = "holding" if decision.holding else "running"
-        status.reason = decision.reason
+        notes = (fault, decision.reason if self.safety.enabled else "", extra, self.gate.last_problem)
+        status.reason = "; ".join(n for n in notes if n) or ("disabled" if not self.safety.enabled else "")
         status.distance_to_goal = float("nan")
         status.inference_ms = float("nan")
         self.status_pub.publish(status)
 
     def _send(self, command: np.ndarray) -> None:
+        if self.safety.enabled:
+            self._sent = np.asarray(command, dtype=float)
         if self.profile.command_interface == "position":
             self.command_pub.publish(conv.command_msg(command))
         else:
             self.command_pub.publish(conv.command_msg(command, self.map.theirs, self.period))
 
+
 def main(args: list[str] | None = None) -> int:
-    return run_node(RobotInterfaceNode, args, realtime=True)
+    return run_node(RobotInterfaceNode, args, realtime=True, usage_errors=guards.USAGE_ERRORS,
+                    prog="robot_interface_node")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,20 +4,30 @@
         return run_node(ControllerNode, args, realtime=True)
 
 Ctrl-C (SIGINT) and an external `rclpy.shutdown` end the spin quietly (exit status 0).
+
+Each node class lists its parameters once, in a `PARAMETERS` table of `Param` rows (name, default,
+meaning); `declare_parameters` declares them from it (the meaning becomes the ROS parameter
+description), and `<node> --help` prints the same table and exits 0 before rclpy is initialised,
+so asking for help never starts a node.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.task import Task
 
 from drl_control.ros.realtime import set_realtime_priority
+from drl_control.ros.stack import format_param
 
 N = TypeVar("N", bound=Node)
 
@@ -68,6 +78,53 @@ def lean_executor(context: Any = None) -> Executor:
     return SingleThreadedExecutor(context=context)
 
 
+@dataclass(frozen=True)
+class Param:
+    """One node parameter. `default` is its value when not set; a `Parameter.Type` means no default
+    (the parameter is unset unless given). `read_only`: refused by set_parameters after start."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+
+
+def declare_parameters(node: Node, table: Sequence[Param]) -> dict[str, Any]:
+    """Declare every row of `table` on `node`; returns {name: value} (None for an unset typed one)."""
+    return {
+        p.name: node.declare_parameter(
+            p.name, p.default, ParameterDescriptor(description=p.description, read_only=p.read_only)).value
+        for p in table
+    }
+
+
+def _format_default(value: Any) -> str:
+    if isinstance(value, Parameter.Type):
+        return f"unset ({value.name.lower().replace('_', ' ')})"
+    return format_param(list(value) if isinstance(value, tuple) else value)
+
+
+def parameter_help(prog: str, doc: str | None, table: Sequence[Param]) -> str:
+    """`<prog> --help`: usage, the node's docstring, and its parameters with defaults and meaning."""
+    lines = [f"usage: {prog} [--help] [--ros-args [-r __ns:=NAMESPACE] [-p NAME:=VALUE ...]]", ""]
+    if doc:
+        lines += [doc.strip(), ""]
+    lines.append("parameters (set with --ros-args -p NAME:=VALUE):")
+    width = max((len(p.name) for p in table), default=0)
+    for p in table:
+        flags = ", read-only" if p.read_only else ""
+        lines.append(f"  {p.name:<{width}}  {p.description} (default: {_format_default(p.default)}{flags})")
+    return "\n".join(lines)
+
+
+def help_requested(args: Sequence[str] | None) -> bool:
+    """-h/--help among the node's own arguments (those before --ros-args)."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if "--ros-args" in argv:
+        argv = argv[:argv.index("--ros-args")]
+    return "-h" in argv or "--help" in argv
+
+
 USAGE_STATUS = 2  # exit status of a node refused by `usage_errors` (bad parameters)
 
 
@@ -96,7 +153,13 @@ def run_node(
     on_shutdown: called with the node before it is destroyed (cancel work, close resources).
     usage_errors: exceptions that mean bad parameters: printed as one line `<prog>: error: ...` on
     stderr, status 2, no traceback.
+    `--help`: prints the node's `PARAMETERS` table (see `parameter_help`) and returns 0, nothing started.
     """
+    if help_requested(args):
+        module = sys.modules.get(getattr(node_factory, "__module__", ""), None)
+        name = prog or os.path.basename(sys.argv[0]).removesuffix(".py") or "node"
+        print(parameter_help(name, getattr(module, "__doc__", None), getattr(node_factory, "PARAMETERS", ())))
+        return 0
     rclpy.init(args=args)
     node: N | None = None
     try:
@@ -112,6 +175,9 @@ def run_node(
         print(f"{prog or getattr(node_factory, '__name__', 'node')}: error: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return USAGE_STATUS
+    except Exception:  # noqa: BLE001 - Ctrl-C's shutdown can land between two waits, and rclpy's next
+        if rclpy.ok():  # wait set then fails (RCLError "context is not valid"): that is the shutdown too
+            raise
     finally:
         if node is not None:
             if on_shutdown is not None:

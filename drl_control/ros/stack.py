@@ -30,14 +30,23 @@ No rclpy here: pure data, importable by a launch file and by the CLI.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import shutil
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from drl_control.errors import UserError
+from drl_control.paths import data_path, share_dir
+from drl_control.safe_io import DataError, load_yaml_text
 
 PACKAGE = "drl_control"
 _SUB = re.compile(r"\$\((\w+)(?:\s+([^()$]*))?\)")
@@ -45,25 +54,12 @@ _NODE_KEYS = {"executable", "package", "name", "namespace", "for_each", "if", "o
               "remappings", "arguments"}
 
 
-class StackError(ValueError):
+class StackError(UserError, ValueError):
     """A stack file or a launch argument is invalid; the message names it."""
 
 
-def share_dir() -> Path:
-    """The package's data directory: the source tree, else the installed share/drl_control."""
-    here = Path(__file__).resolve().parents[2]
-    if (here / "config" / "stacks").is_dir():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory(PACKAGE))
-    except Exception:  # noqa: BLE001 - no ament index (pip install): fall back to the prefix
-        return Path(sys.prefix) / "share" / PACKAGE
-
-
 def stacks_dir() -> Path:
-    return share_dir() / "config" / "stacks"
+    return data_path("config", "stacks")
 
 
 def available_stacks() -> list[str]:
@@ -145,8 +141,8 @@ def _truthy(text: str) -> bool:
 
 def _yaml_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
+        return load_yaml_text(text, "value") if text.strip() else ""
+    except DataError:
         return text
 
 
@@ -199,7 +195,7 @@ def load_stack(name_or_path: str | Path) -> Stack:
         path = stacks_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"stack {name_or_path!r} not found (available: {', '.join(available_stacks())})")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml_text(path.read_text(), str(path)) or {}
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
         raise StackError(f"{path}: expected a mapping with a 'nodes' list")
     args = data.get("args") or {}
@@ -253,6 +249,7 @@ def launch_description(stack_name: str) -> Any:
     launch/<name>.launch.py is just `generate_launch_description = lambda: launch_description(name)`.
     Nodes are built in an OpaqueFunction, once the argument values are known (for_each, if).
     """
+    # launch / launch_ros exist only in a full ROS 2 install (not in the wheels): imported when used
     from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
@@ -300,10 +297,6 @@ def node_command(node: NodeSpec) -> list[str] | None:
     venv's); other packages' executables are looked up like `ros2 run` does (AMENT_PREFIX_PATH
     lib/<package>/<executable>), then on PATH.
     """
-    import importlib.util
-    import os
-    import shutil
-
     if node.package == PACKAGE:
         module = f"{PACKAGE}.ros.{node.executable}"
         if importlib.util.find_spec(module) is not None:
@@ -325,8 +318,6 @@ class StackRunner:
     """
 
     def __init__(self, nodes: list[NodeSpec], out: Any = None, grace: float = 10.0) -> None:
-        import threading
-
         self.nodes = nodes
         self.out = out or sys.stdout
         self.grace = grace
@@ -341,10 +332,6 @@ class StackRunner:
             print(f"[{label}] {line}", file=self.out, flush=True)
 
     def start(self) -> None:
-        import os
-        import subprocess
-        import threading
-
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for node in self.nodes:
             cmd = node_command(node)
@@ -387,10 +374,6 @@ class StackRunner:
                 return
 
     def stop(self) -> None:
-        import signal
-        import subprocess
-        import time
-
         self.stopping = True
         alive = [(n, p) for n, p in self.procs if p.poll() is None]
         if alive:
@@ -415,9 +398,6 @@ class StackRunner:
 def launch_cli(stack: str | None, assignments: list[str], *, dry_run: bool = False, list_only: bool = False,
                grace: float = 10.0) -> int:
     """`drl-control launch STACK [arg:=value ...]`: run a stack until Ctrl-C/SIGTERM."""
-    import signal
-    import threading
-
     if list_only or stack is None:
         for name in available_stacks():
             s = load_stack(name)
@@ -459,20 +439,6 @@ def launch_cli(stack: str | None, assignments: list[str], *, dry_run: bool = Fal
 
 
 def launch_verb(args: Any) -> int:
-    """`drl-control launch` handler. Options given after STACK land in the remainder: pick them out."""
-    rest, items = list(args.assignments), []
-    while rest:
-        item = rest.pop(0)
-        if item == "--dry-run":
-            args.dry_run = True
-        elif item == "--list":
-            args.list = True
-        elif item == "--grace" and rest:
-            args.grace = float(rest.pop(0))
-        elif item.startswith("--grace="):
-            args.grace = float(item.split("=", 1)[1])
-        elif item.startswith("-") and ":=" not in item:
-            raise StackError(f"unknown option {item!r}")
-        else:
-            items.append(item)
-    return launch_cli(args.stack, items, dry_run=args.dry_run, list_only=args.list, grace=args.grace)
+    """`drl-control launch` handler: the options cli.py parsed."""
+    return launch_cli(args.stack, list(args.assignments), dry_run=args.dry_run, list_only=args.list,
+                      grace=args.grace)

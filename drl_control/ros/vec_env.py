@@ -40,6 +40,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 from drl_control.ros import conversions as conv
 from drl_control.ros import names
 from drl_control.ros.spin import LeanExecutor
+from drl_control.safe_io import load_json_text
 from drl_control.sim import rewards
 from drl_control_interfaces.srv import EnvReset, EnvSpec, EnvStep
 
@@ -224,12 +225,26 @@ class RosVecEnv(VecEnv):
         self._num_envs = offset
         self.env_id = first.env_id
         self.control_hz = float(first.control_hz)
-        self.deploy_spec: dict[str, Any] = json.loads(first.deploy_spec_json) if first.deploy_spec_json else {}
+        self.deploy_spec: dict[str, Any] = load_json_text(first.deploy_spec_json, "~/spec deploy_spec_json") if first.deploy_spec_json else {}
+        self.env_kwargs = self._env_kwargs(specs)
+        self.deploy_spec.pop(names.ENV_KWARGS, None)  # the env's own deploy spec, as in-process
         self.reward_type = self.deploy_spec.get("reward_type")
         self.distance_threshold = self.deploy_spec.get("distance_threshold")
         self.observation_space_ = conv.space_from_json(first.observation_space_json)
         self.action_space_ = conv.space_from_json(first.action_space_json)
         self.render_mode = None
+
+    def _env_kwargs(self, specs: list[Any]) -> dict[str, Any] | None:
+        """The envs' driver and randomization every worker reports (None: a worker does not);
+        workers that differ are refused, like a differing env id."""
+        seen = []
+        for w, spec in zip(self.workers, specs):
+            data = load_json_text(spec.deploy_spec_json, "~/spec deploy_spec_json") if spec.deploy_spec_json else {}
+            seen.append(data.get(names.ENV_KWARGS) if isinstance(data, dict) else None)
+            if seen[-1] != seen[0]:
+                raise ValueError(f"sim worker {w.name}: env options {seen[-1]} differ from worker "
+                                 f"{self.workers[0].name}'s {seen[0]}")
+        return seen[0]
 
     # --- VecEnv API --------------------------------------------------------------------------
     def reset(self) -> VecEnvObs:
