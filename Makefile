@@ -20,11 +20,11 @@ STAMPS := $(VENV)/.stamps
 REQUIREMENTS := requirements.txt requirements-dev.txt requirements-bench.txt
 # The torch pin is read from requirements.txt so that it lives in one place.
 TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
-INTERFACE_SOURCES := $(shell find ros2_ws/src -type f -not -name '*.pyc' 2>/dev/null)
+INTERFACE_SOURCES := $(shell find ros2_ws/src ros2_ws/vendor -type f -not -name '*.pyc' 2>/dev/null)
 
 .PHONY: setup test lint pytest demo bench clean distclean
 
-setup: $(STAMPS)/interfaces $(STAMPS)/editable
+setup: $(STAMPS)/interfaces $(STAMPS)/editable $(STAMPS)/iproute2
 
 # 1. The venv itself, with current pip/setuptools/wheel. The ROS wheels are cp311 only.
 $(STAMPS)/venv:
@@ -52,6 +52,23 @@ $(STAMPS)/editable: $(STAMPS)/requirements setup.py pyproject.toml
 	$(PIP) install --no-build-isolation --no-deps -e .
 	@touch $@
 
+# 5. iproute2's `ip` for tests/test_multihost.py (hosts as network namespaces, root only): installed
+#    with apt-get where it is missing and we are root; elsewhere those tests skip and say why.
+$(STAMPS)/iproute2: $(STAMPS)/venv
+	@if ! command -v ip >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; } || true; fi
+	@if command -v ip >/dev/null; then touch $@; \
+	else echo "make setup: no iproute2 (ip); tests/test_multihost.py will skip" >&2; fi
+# 5. Debian's chromium, for the browser-view test (tests/test_viz_browser.py: a real headless browser
+#    with software GL). apt-get needs root, as on CI; elsewhere that test skips and says why.
+#    The stamp is made only once chromium is there, so a later run as root installs it.
+$(STAMPS)/chromium: | $(STAMPS)/venv
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "make: chromium is not installed and this is not root: the browser-view test will skip" >&2; fi; \
+	fi
+	@if command -v chromium >/dev/null; then touch $@; fi
+
 test: lint pytest
 
 lint: setup
@@ -62,9 +79,9 @@ lint: setup
 # executor threads and DDS participants of one module then cannot starve the next module's
 # real-time nodes on a 2-core machine. Everything else runs in one process.
 ROS_TEST_MODULES := $(sort $(wildcard tests/test_ros_*.py tests/test_faults_messages.py tests/test_faults_stale.py \
-	tests/test_faults_workers.py tests/test_demo.py tests/test_interfaces.py))
+	tests/test_faults_workers.py tests/test_demo.py tests/test_interfaces.py tests/test_multihost.py))
 
-pytest: setup
+pytest: setup $(STAMPS)/chromium
 	@rc=0; $(PY) -m pytest -q $(addprefix --ignore=,$(ROS_TEST_MODULES)) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; rc=0; fi; \
 	for module in $(ROS_TEST_MODULES); do \

@@ -17,6 +17,7 @@ setup(
         (f"share/{PACKAGE}/urdf/tools", glob("urdf/tools/*.urdf")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/stacks", glob("config/stacks/*.yaml")),
+        (f"share/{PACKAGE}/config/randomization", glob("config/randomization/*.yaml")),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
     ],

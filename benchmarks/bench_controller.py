@@ -124,7 +124,7 @@ def over_ros(artifact: Path, seconds: float, domain: int, state_hz: float = 250.
         while not future.done():
             time.sleep(0.01)
         spec = iiwa14()
-        msg = JointState(name=list(spec.joint_names), velocity=[0.0] * 7)
+        msg = JointState(name=list(spec.joint_names), velocity=[0.0] * 7)  # stamped at each send: unstamped are refused
         q = spec.home.copy()
         jumps: list[float] = []
         start = time.perf_counter()
@@ -136,11 +136,15 @@ def over_ros(artifact: Path, seconds: float, domain: int, state_hz: float = 250.
                 q[0] += sign * 0.005
                 sign = -sign
                 msg.position = q.tolist()
+                wall = time.time()
+                msg.header.stamp.sec, msg.header.stamp.nanosec = int(wall), int((wall % 1) * 1e9)
                 pub.publish(msg)
                 jumps.append(time.perf_counter())
                 next_jump = now + 0.15
             else:
                 msg.position = q.tolist()
+                wall = time.time()
+                msg.header.stamp.sec, msg.header.stamp.nanosec = int(wall), int((wall % 1) * 1e9)
                 pub.publish(msg)
             time.sleep(1.0 / state_hz)
     finally:

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Build every ROS 2 interface package under ros2_ws/src/*/ (those whose CMakeLists.txt calls
-# rosidl_generate_interfaces) with plain cmake and install it into a Python venv that holds the
+# Build every ROS 2 interface package under ros2_ws/vendor/*/ and ros2_ws/src/*/ (those whose
+# CMakeLists.txt calls rosidl_generate_interfaces) with plain cmake and install it into a Python venv that holds the
 # ROS 2 Kilted PyPI wheels (DESIGN.md §4). A full ROS 2 install uses `colcon build` instead.
 #
-# usage: scripts/build_interfaces.sh [VENV]     (default: .venv at the repo root)
+# ros2_ws/vendor/ holds standard ROS 2 messages that no PyPI wheel ships (tf2_msgs); colcon skips
+# it (COLCON_IGNORE), a full install has the real packages.
+#
+# usage: scripts/build_interfaces.sh [VENV [PACKAGE...]]   (default: .venv at the repo root, all)
 # env:   BUILD_ROOT (default: build/interfaces), JOBS (default: nproc)
 set -euo pipefail
 
@@ -40,11 +43,13 @@ export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 
 mkdir -p "$BUILD_ROOT"
 built=0
-for cml in "$ROOT"/ros2_ws/src/*/CMakeLists.txt; do
+ONLY=" ${*:2} "
+for cml in "$ROOT"/ros2_ws/vendor/*/CMakeLists.txt "$ROOT"/ros2_ws/src/*/CMakeLists.txt; do
     [ -f "$cml" ] || continue
     grep -q rosidl_generate_interfaces "$cml" || continue
     src="$(dirname "$cml")"
     name="$(basename "$src")"
+    if [ "$ONLY" != "  " ] && [[ "$ONLY" != *" $name "* ]]; then continue; fi
     echo "build_interfaces: $name -> $VENV"
     cmake -S "$src" -B "$BUILD_ROOT/$name" \
         -DCMAKE_INSTALL_PREFIX="$VENV" \

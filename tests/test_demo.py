@@ -28,6 +28,15 @@ def test_demo_runs_every_stage(tmp_path):
     for key in ("learning_curve_png", "trajectory_png", "gif"):
         assert Path(summary[key]).stat().st_size > 1000, key
     assert (Path(summary["artifact_dir"]) / "policy.safetensors").is_file()
+    # the deployment was recorded by controller_node: a closed MCAP with the arm's joint states and commands
+    from mcap.reader import make_reader
+
+    with open(summary["recording"], "rb") as f:
+        stats = make_reader(f).get_summary()
+    topics = {c.id: c.topic for c in stats.channels.values()}
+    counts = {topics[k]: v for k, v in stats.statistics.channel_message_counts.items()}
+    assert counts["/robot_description"] == 1 and counts["/joint_states"] > 20, counts
+    assert counts["/forward_position_controller/commands"] > 20, counts
     started = [line.split()[2] for line in (out / "nodes.log").read_text().splitlines()
                if line.startswith("[launch] started ")]
     assert started == ["/sim0/sim_node", "/sim1/sim_node", "learner_node", "sim_node", "controller_node"]
