@@ -83,3 +83,14 @@ def test_deploy_stack_points_the_controller_at_the_sim_arms_object_pose():
     sim = next(n for n in nodes if n.executable == "sim_node")
     assert controller.namespace == "/drl" and sim.namespace == "/sim_robot"
     assert controller.remappings[names.OBJECT_POSE] == f"{sim.namespace}/{names.OBJECT_POSE}"
+
+
+def test_deploy_stack_gives_controller_node_the_driver_profile_it_commands():
+    from drl_control.ros.stack import load_stack
+
+    stack = load_stack("deploy")
+    default = next(n for n in stack.resolve() if n.executable == "controller_node")
+    assert default.parameters["profile"] == ""  # no profile: no tracking check, 100 Hz bound
+    direct = next(n for n in stack.resolve({"sim": "false", "controller_profile": "lbr"})
+                  if n.executable == "controller_node")
+    assert direct.parameters["profile"] == "lbr"
