@@ -52,6 +52,14 @@ class StepResult:
     tcp: np.ndarray | None = None
 
 
+def goal_problem(goal: np.ndarray) -> str:
+    """"" or why `goal` is no goal at all (the workspace box is the loaded policy's to judge)."""
+    goal = np.asarray(goal, dtype=float).reshape(-1)
+    if goal.shape != (3,) or not np.all(np.isfinite(goal)):
+        return f"goal must be 3 finite numbers, got {goal.tolist()}"
+    return ""
+
+
 class PolicyController:
     """Latest joint state + goal -> policy action -> joint target -> safety decision."""
 
@@ -104,8 +112,9 @@ class PolicyController:
 
     def set_goal(self, goal: Sequence[float]) -> tuple[bool, str]:
         goal = np.asarray(goal, dtype=float).reshape(-1)
-        if goal.shape != (3,) or not np.all(np.isfinite(goal)):
-            return False, f"goal must be 3 finite numbers, got {goal.tolist()}"
+        problem = goal_problem(goal)
+        if problem:
+            return False, problem
         if np.any(goal < self.goal_low - GOAL_EDGE_TOLERANCE) or np.any(goal > self.goal_high + GOAL_EDGE_TOLERANCE):
             return False, (f"goal {np.round(goal, 3).tolist()} outside the workspace box "
                            f"{np.round(self.goal_low, 3).tolist()}..{np.round(self.goal_high, 3).tolist()}")

@@ -18,13 +18,11 @@ The node starts disabled (autostart:=true enables it as soon as enabling is allo
 disabled it publishes NO commands (see drl_control.deploy.safety). `~/enable true` is refused while
 nothing subscribes to the command topic or more than one process publishes `joint_states`; if the
 subscriber goes away while enabled, the node disables itself (state "fault", said once in the log).
-With `profile` set (the driver it commands), while enabled each accepted joint state is checked
-against the last command sent (drl_control.deploy.safety.TrackingMonitor, the profile's `tracking`
-allowance, the same rule as robot_interface_node's): an arm that does not follow gets the measured
-position once, then the node disables itself (state "fault", "arm not following: ...", one error
-line in the log). Without `profile` there is no tracking check (robot_interface_node, between
-this node and a real driver, makes it with its own profile).
-Joint states pass a StateGate (stamp age, jumps), object poses the same rules (ObjectPoseGate).
+Joint states come in as robot_interface_node's do (ros.arm_node.StateIntake: StateGate on stamp
+age and jumps; with `profile` set, the driver it commands, while enabled the profile's tracking
+check: an arm that does not follow gets the measured position once, then the node disables itself,
+state "fault"). Without `profile` no tracking check (robot_interface_node makes it with its own).
+Object poses pass the same rules (ObjectPoseGate).
 `~/load_policy` runs in a thread of its own (drl_control.ros.offload, deploy.handover: everything
 validated first, a failure changes nothing).
 Parameters are read-only, timers tick on the steady clock, use_sim_time is refused (ros.guards).
@@ -39,16 +37,14 @@ import time
 from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import PointStamped, PoseStamped
+from geometry_msgs.msg import PointStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
-from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
 
-from drl_control.deploy.controller import PolicyController, StepResult
+from drl_control.deploy.controller import PolicyController, StepResult, goal_problem
 from drl_control.deploy.handover import PolicyHandover, carry_over
 from drl_control.deploy.observation import order_joints
 from drl_control.deploy.safety import SafetyFilter, StateGate, TrackingMonitor
@@ -56,7 +52,9 @@ from drl_control.record.writer import NODE_STATE_PERIOD, Recorder
 from drl_control.robot import iiwa14
 from drl_control.ros import conversions as conv
 from drl_control.ros import guards, names
+from drl_control.ros.arm_node import CommandOut, ReasonLog, StateIntake, status_msg
 from drl_control.ros.controller_params import PARAMETERS, controller_settings
+from drl_control.ros.object_input import ObjectPoseInput
 from drl_control.ros.offload import OffloadedService
 from drl_control.ros.spin import declare_parameters, run_node
 from drl_control_interfaces.msg import ControllerStatus
@@ -83,29 +81,27 @@ class ControllerNode(Node):
             raise guards.ParameterError(str(exc)) from None
         spec = iiwa14()
         self.joint_names = list(spec.joint_names)
-        self.gate = StateGate(self.safety_config, spec)
         self._limits = SafetyFilter(self.safety_config, spec)  # its state_problem only
-        self.tracking = None if s.tracking is None else TrackingMonitor(  # command speed as robot_interface_node's
+        tracking = None if s.tracking is None else TrackingMonitor(  # command speed as robot_interface_node's
             s.tracking, self._limits.max_step / self.safety_config.control_dt, self.joint_names)
-        self._sent: np.ndarray | None = None  # the last command sent while enabled (tracking)
+        self.intake = StateIntake(StateGate(self.safety_config, spec), tracking, self.get_logger(), "joint_states")
+        self.reasons = ReasonLog(self.get_logger())
         self.core: PolicyController | None = None
         self.goal: np.ndarray | None = None
         self._last_state: tuple[list[str], list[float], list[float] | None, float] | None = None
-        self._last_reason: str | None = None
         self._last_marker = 0.0
         self.handover = PolicyHandover(self.joint_names, self.safety_config, self.rate_override, self.max_rate,
                                        s.profile)
-        self._object_sub = None  # object_pose, while the policy observes an object
+        self.object_input = ObjectPoseInput(self)
         self.path: collections.deque = collections.deque(maxlen=self.path_length)
 
-        if self.command_interface == "position":
-            self.command_pub = self.create_publisher(Float64MultiArray, names.FORWARD_POSITION_COMMANDS, 10)
-        else:
-            self.command_pub = self.create_publisher(JointTrajectory, names.JOINT_TRAJECTORY, 10)
+        trajectory = self.command_interface == "trajectory"
+        self.out = CommandOut(self, trajectory, names.JOINT_TRAJECTORY if trajectory else names.FORWARD_POSITION_COMMANDS,
+                              self.joint_names, self.intake)
         self.status_pub = self.create_publisher(ControllerStatus, names.STATUS, 10)
         self.marker_pub = self.create_publisher(MarkerArray, names.MARKERS, 10)
         self.create_subscription(JointState, names.JOINT_STATES, self._on_joint_state, 10)
-        self.enabler = guards.EnableGate(self, self.command_pub, self.resolve_topic_name(names.JOINT_STATES),
+        self.enabler = guards.EnableGate(self, self.out.pub, self.resolve_topic_name(names.JOINT_STATES),
                                          self._apply_enabled, autostart)
         self.create_subscription(PointStamped, names.GOAL, self._on_goal, 10)
         self.create_service(SetGoal, names.SET_GOAL, self._on_set_goal)
@@ -115,7 +111,7 @@ class ControllerNode(Node):
         self._restart_timer(IDLE_RATE)
         if artifact:
             ok, message = self.handover.build(artifact)
-            self._report(ok, message)
+            self.reasons.report(ok, message)
             self._install()
         if len(goal) == 3:
             ok, message = self.set_goal(np.asarray(goal, dtype=float))
@@ -123,7 +119,7 @@ class ControllerNode(Node):
                 self.get_logger().warning(f"goal parameter rejected: {message}")
         self.get_logger().info(
             f"ready: {'enabling once allowed (autostart)' if autostart else 'disabled (call ~/enable)'}, "
-            f"commands on {self.command_pub.topic_name}")
+            f"commands on {self.out.pub.topic_name}")
 
     def destroy_node(self) -> None:
         if hasattr(self, "loader"):  # not when a bad parameter stopped __init__ before it
@@ -162,7 +158,7 @@ class ControllerNode(Node):
         if why:
             self.get_logger().warning(why)
         self.core = core
-        self._subscribe_object(core.observes_object)
+        self.object_input.follow(core)
         if self._timer.timer_period_ns != round(1e9 / self.rate_hz):
             self._restart_timer(self.rate_hz)
 
@@ -171,19 +167,15 @@ class ControllerNode(Node):
         now, wall = time.monotonic(), time.time()
         problem = conv.joint_state_problem(msg.name, msg.position, msg.velocity, msg.effort, self.joint_names)
         if problem:  # the last valid state stays; the stale-state watchdog holds if none follows
-            self._log_reason(f"joint_states rejected: {problem}")
+            self.reasons.say(f"joint_states rejected: {problem}")
             return
         q = order_joints(msg.name, msg.position, self.joint_names)
         if q is not None and not self._limits.state_problem(q):  # NaN / out of range: the core holds on it
-            problem = self.gate.check(q, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, now, wall)
-            if problem:  # not accepted: the core keeps the last accepted state
-                self.get_logger().warning(f"joint_states refused ({self.gate.rejected} so far): {problem}",
-                                          throttle_duration_sec=1.0)  # a flood must not flood the log
+            accepted, fault = self.intake.accept(q, msg.header.stamp, now, wall, self.enabled)
+            if not accepted:  # the core keeps the last accepted state
                 return
-            if self.tracking is not None and self.enabled and self._sent is not None:
-                fault = self.tracking.update(self._sent, q, now)
-                if fault:
-                    self._trip(fault, q)
+            if fault:
+                self._trip(fault, q)
         velocities = list(msg.velocity) if len(msg.velocity) == len(msg.name) else None
         self._last_state = (list(msg.name), list(msg.position), velocities, now)
         if self.recorder is not None:
@@ -191,34 +183,14 @@ class ControllerNode(Node):
         if self.core is not None:
             why = self.core.observe_joint_state(msg.name, msg.position, velocities, now)
             if why:
-                self._log_reason(f"joint_states: {why}")
-
-    def _subscribe_object(self, wanted: bool) -> None:
-        """A Reach policy does not subscribe: no perception stream needs to run for it."""
-        if wanted and self._object_sub is None:
-            self._object_sub = self.create_subscription(PoseStamped, names.OBJECT_POSE, self._on_object_pose, 10)
-        elif not wanted and self._object_sub is not None:
-            self.destroy_subscription(self._object_sub)
-            self._object_sub = None
-
-    def _on_object_pose(self, msg: PoseStamped) -> None:
-        now, wall = time.monotonic(), time.time()
-        core = self.core
-        if core is None or not core.observes_object:
-            return
-        p, o = msg.pose.position, msg.pose.orientation
-        problem = core.observe_object_pose(msg.header.frame_id, [p.x, p.y, p.z], [o.x, o.y, o.z, o.w],
-                                           conv.duration_to_sec(msg.header.stamp), now, wall)
-        if problem:  # not accepted: the core keeps the last accepted pose and holds once it is stale
-            self.get_logger().warning(f"object_pose refused ({core.object_gate.rejected} so far): {problem}",
-                                      throttle_duration_sec=1.0)
+                self.reasons.say(f"joint_states: {why}")
 
     def set_goal(self, goal: np.ndarray) -> tuple[bool, str]:
         if self.core is None:
-            goal = np.asarray(goal, dtype=float)
-            if goal.shape != (3,) or not np.all(np.isfinite(goal)):
-                return False, f"goal must be 3 finite numbers, got {goal.tolist()}"
-            self.goal = goal  # checked against the policy's workspace when one is loaded
+            problem = goal_problem(goal)
+            if problem:
+                return False, problem
+            self.goal = np.asarray(goal, dtype=float)  # checked against the policy's workspace when one is loaded
             return True, "goal stored; no policy loaded yet"
         ok, message = self.core.set_goal(goal)
         if ok:
@@ -232,53 +204,35 @@ class ControllerNode(Node):
             self.get_logger().warning(f"goal rejected: {problem}")
             return
         ok, message = self.set_goal(np.array(goal))
-        self._report(ok, f"goal {'accepted' if ok else 'rejected'}: {message}")
+        self.reasons.report(ok, f"goal {'accepted' if ok else 'rejected'}: {message}")
 
     def _on_set_goal(self, request: SetGoal.Request, response: SetGoal.Response) -> SetGoal.Response:
         ok, message = self.set_goal(np.array([request.goal.x, request.goal.y, request.goal.z]))
-        self._report(ok, f"{names.SET_GOAL} {'accepted' if ok else 'rejected'}: {message}")
+        self.reasons.report(ok, f"{names.SET_GOAL} {'accepted' if ok else 'rejected'}: {message}")
         response.success, response.message = ok, message
         return response
 
     def _on_load_policy(self, request: LoadPolicy.Request, response: LoadPolicy.Response) -> LoadPolicy.Response:
         ok, message = self.handover.build(request.artifact_dir)  # the loader's thread: the tick installs it
-        self._report(ok, message)
+        self.reasons.report(ok, message)
         response.success, response.message = ok, message
         return response
 
     def _apply_enabled(self, enabled: bool) -> None:
         if self.core is not None:
             self.core.set_enabled(enabled)
-        if self.tracking is not None:
-            self.tracking.reset()
-        self._sent = None
+        self.intake.reset()
 
     def _trip(self, fault: str, measured: np.ndarray) -> None:
-        """The arm does not follow: hold where it is (one command, the measured position), then disable."""
-        if self.command_pub.get_subscription_count() > 0:
-            self._publish_command(np.clip(measured, self._limits.spec.lower, self._limits.spec.upper))
+        """The arm does not follow: hold where it is, then disable."""
+        self._record_command(self.out.hold(measured, self._limits.spec.lower, self._limits.spec.upper,
+                                           1.0 / self.rate_hz))
         self.enabler.trip(fault)
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         return self.enabler.on_enable(request, response, "disabled: no commands are published")
 
     # --- the tick ----------------------------------------------------------------------------
-    def _report(self, ok: bool, message: str) -> None:
-        # rclpy refuses one call site logging at two severities: one site per severity
-        if ok:
-            self.get_logger().info(message)
-        else:
-            self.get_logger().warning(message)
-
-    def _log_reason(self, reason: str, holding: bool = True) -> None:
-        """Log a reason once per change: holds as warnings, adjustments (clamp, speed) as debug."""
-        if reason != self._last_reason:
-            self._last_reason = reason
-            if reason and holding:
-                self.get_logger().warning(reason)
-            elif reason:
-                self.get_logger().debug(reason)
-
     def _tick(self) -> None:
         now = time.monotonic()
         if self.handover.pending:
@@ -295,7 +249,7 @@ class ControllerNode(Node):
             result = StepResult(None, f"controller step failed: {type(exc).__name__}: {exc}", True)
         if result.command is not None:
             self._publish_command(result.command)
-        self._log_reason(result.reason if self.enabled else "", result.holding)
+        self.reasons.say(result.reason if self.enabled else "", result.holding)
         self._publish_status(result, result.reason)
         if result.tcp is not None:  # stored as messages: a marker publish then only copies the list
             self.path.append(conv.point_msg(result.tcp))
@@ -304,29 +258,24 @@ class ControllerNode(Node):
             self._publish_markers()
 
     def _publish_command(self, command: np.ndarray) -> None:
-        if self.enabled:
-            self._sent = np.asarray(command, dtype=float)
-        if self.command_interface == "position":
-            self.command_pub.publish(conv.command_msg(command))
-        else:
-            self.command_pub.publish(conv.command_msg(command, self.joint_names, 1.0 / self.rate_hz))
-        if self.recorder is not None:
+        self.out.send(command, self.enabled, 1.0 / self.rate_hz)
+        self._record_command(command)
+
+    def _record_command(self, command: np.ndarray | None) -> None:
+        if self.recorder is not None and command is not None:
             names_ = None if self.command_interface == "position" else self.joint_names
             self.recorder.command(self._now_ns(), command, names_, 1.0 / self.rate_hz)
 
     def _publish_status(self, result: StepResult | None, reason: str) -> None:
-        msg = ControllerStatus()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = names.BASE_FRAME
-        msg.enabled = self.enabled
-        msg.policy_loaded = self.core is not None
-        msg.holding = bool(result is not None and result.holding and self.enabled)
-        running = "holding" if msg.holding else "running"
+        holding = bool(result is not None and result.holding and self.enabled)
         fault, extra = self.enabler.notes()
-        msg.state = "fault" if fault else "idle" if self.core is None else running if self.enabled else "disabled"
-        msg.reason = "; ".join(r for r in (fault, reason, extra, self.gate.last_problem) if r)
-        msg.distance_to_goal = float(result.distance_to_goal) if result is not None else float("nan")
-        msg.inference_ms = float(result.inference_ms) if result is not None else float("nan")
+        running = "holding" if holding else "running"
+        msg = status_msg(
+            self.get_clock().now().to_msg(), enabled=self.enabled, holding=holding, policy_loaded=self.core is not None,
+            state="fault" if fault else "idle" if self.core is None else running if self.enabled else "disabled",
+            notes=(fault, reason, extra, self.intake.gate.last_problem),
+            distance=result.distance_to_goal if result is not None else float("nan"),
+            inference_ms=result.inference_ms if result is not None else float("nan"))
         self.status_pub.publish(msg)
         if self.recorder is not None:
             self.recorder.controller_status(self._now_ns(), {k: getattr(msg, k) for k in (

@@ -81,12 +81,7 @@ class LearnerNode(Node):
         v = declare_parameters(self, self.PARAMETERS)
         self.workers: list[str] = list(v["workers"])
         self.run_root = Path(v["run_root"]).resolve()
-        self.default_algorithm = v["algorithm"]
-        worker_timeout = float(v["worker_timeout"])
-        connect_timeout = float(v["connect_timeout"])
-        status_rate = float(v["status_rate"])
-        self.export = bool(v["export"])
-        probe_period = float(v["probe_period"])
+        self.default_algorithm, self.export = v["algorithm"], bool(v["export"])
         self.add_on_set_parameters_callback(lambda params: SetParametersResult(successful=all(
             p.name != "on_worker_failure" or p.value in FAILURE_POLICIES for p in params),
             reason=f"on_worker_failure must be one of {FAILURE_POLICIES}"))
@@ -96,18 +91,13 @@ class LearnerNode(Node):
         self._busy = False
         self._cancel = threading.Event()
         self._status = LearnerStatus(state="idle", workers=list(self.workers))
-        self.pool = WorkerPool(self, self.workers, self._group, worker_timeout, connect_timeout,
+        self.pool = WorkerPool(self, self.workers, self._group, float(v["worker_timeout"]), float(v["connect_timeout"]),
                                set_state=lambda state: self._set_status(state=state))
         self.status_pub = self.create_publisher(LearnerStatus, names.STATUS, 10)
-        self.create_timer(1.0 / max(status_rate, 0.1), self._publish_status, callback_group=self._group)
-        self.create_timer(max(probe_period, 0.05), self.pool.probe_lost, callback_group=self._group)
-        self._server = ActionServer(
-            self, Train, names.TRAIN,
-            execute_callback=self._execute,
-            goal_callback=self._on_goal,
-            cancel_callback=self._on_cancel,
-            callback_group=self._group,
-        )
+        self.create_timer(1.0 / max(float(v["status_rate"]), 0.1), self._publish_status, callback_group=self._group)
+        self.create_timer(max(float(v["probe_period"]), 0.05), self.pool.probe_lost, callback_group=self._group)
+        self._server = ActionServer(self, Train, names.TRAIN, execute_callback=self._execute, goal_callback=self._on_goal,
+                                    cancel_callback=self._on_cancel, callback_group=self._group)
         self.get_logger().info(f"ready: {names.TRAIN} over sim workers {self.workers}, runs under {self.run_root}")
 
     # --- action callbacks --------------------------------------------------------------------

@@ -49,6 +49,7 @@ from drl_control.deploy.safety import SafetyFilter, StateGate, TrackingMonitor
 from drl_control.robot import iiwa14
 from drl_control.ros import conversions as conv
 from drl_control.ros import guards, names
+from drl_control.ros.arm_node import CommandOut, ReasonLog, StateIntake, status_msg
 from drl_control.ros.spin import Param, declare_parameters, run_node
 from drl_control_interfaces.msg import ControllerStatus
 
@@ -102,15 +103,14 @@ class RobotInterfaceNode(Node):
             config = self.profile.safety_config(velocity_scale=velocity_scale,
                                                 limit_margin=limit_margin if limit_margin >= 0 else None)
             self.safety = SafetyFilter(config, self.spec)
-            self.tracking = TrackingMonitor(self.profile.tracking_config(), self.safety.max_step / config.control_dt,
-                                            self.spec.joint_names)
+            tracking = TrackingMonitor(self.profile.tracking_config(), self.safety.max_step / config.control_dt,
+                                       self.spec.joint_names)
         except (ValueError, OSError) as exc:
             raise guards.ParameterError(str(exc)) from None
-        self.gate = StateGate(config, self.spec)
+        self.intake = StateIntake(StateGate(config, self.spec), tracking, self.get_logger(), "driver joint_states")
+        self.reasons = ReasonLog(self.get_logger())
         self.period = 1.0 / self.profile.rate_hz
-        self._last_reason: str | None = None
         self._names_checked = False
-        self._sent: np.ndarray | None = None  # the last command sent while enabled
 
         # our side (relative names, resolved in this node's namespace)
         self.state_pub = self.create_publisher(JointState, names.JOINT_STATES, 10)
@@ -132,13 +132,13 @@ class RobotInterfaceNode(Node):
             topic = DRY_RUN_TRAJECTORY if trajectory else DRY_RUN_COMMANDS
         else:
             topic = self.profile.joint_trajectory if trajectory else self.profile.position_commands
-        self.command_pub = self.create_publisher(JointTrajectory if trajectory else Float64MultiArray, topic, 10)
-        self.enabler = guards.EnableGate(self, self.command_pub, self.profile.joint_states, self._apply_enabled,
+        self.out = CommandOut(self, trajectory, topic, self.map.theirs, self.intake)
+        self.enabler = guards.EnableGate(self, self.out.pub, self.profile.joint_states, self._apply_enabled,
                                          autostart, self.dry_run)
         self.create_timer(self.period, self._tick, clock=guards.steady_clock())
         self.get_logger().info(
             f"profile {self.profile.name}: driver state {self.profile.joint_states}, commands -> "
-            f"{self.command_pub.topic_name}{' (DRY RUN: nothing is sent to the arm)' if self.dry_run else ''}, "
+            f"{self.out.pub.topic_name}{' (DRY RUN: nothing is sent to the arm)' if self.dry_run else ''}, "
             f"{'enabling once allowed (autostart)' if autostart else 'disabled (call ~/enable)'}")
 
     # --- inputs ------------------------------------------------------------------------------
@@ -152,24 +152,20 @@ class RobotInterfaceNode(Node):
         problem = conv.joint_state_problem(msg.name, msg.position, msg.velocity, msg.effort, self.map.theirs)
         mapped = None if problem else self.map.state_to_ours(msg.name, msg.position, msg.velocity, msg.effort)
         if mapped is None:  # the last valid state stays; the stale-state watchdog holds if none follows
-            self._log_reason(f"driver joint_states rejected: {problem or 'cannot map them'}")
+            self.reasons.say(f"driver joint_states rejected: {problem or 'cannot map them'}")
             return
         q, qd, effort = mapped
         problem = self.safety.state_problem(q)
         if problem:  # NaN / out of range: the filter holds at once, and our side never sees it
             self.safety.observe_state(q, now)
-            self._log_reason(f"driver joint_states not relayed: {problem}")
+            self.reasons.say(f"driver joint_states not relayed: {problem}")
             return
-        problem = self.gate.check(q, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, now, wall)
-        if problem:  # not accepted: the filter keeps the last accepted state (then: stale -> hold)
-            self.get_logger().warning(f"driver joint_states refused ({self.gate.rejected} so far): {problem}",
-                                      throttle_duration_sec=1.0)  # a flood must not flood the log
+        accepted, fault = self.intake.accept(q, msg.header.stamp, now, wall, self.safety.enabled and not self.dry_run)
+        if not accepted:  # the filter keeps the last accepted state (then: stale -> hold)
             return
         self.safety.observe_state(q, now)
-        if self.safety.enabled and self._sent is not None and not self.dry_run:
-            fault = self.tracking.update(self._sent, q, now)
-            if fault:
-                self._trip(fault)
+        if fault:
+            self._trip(fault)
         out = JointState()
         out.header = msg.header
         out.name = list(self.spec.joint_names)
@@ -186,7 +182,7 @@ class RobotInterfaceNode(Node):
         if msg.points:
             target = self.map.command_to_ours(list(msg.joint_names), list(msg.points[0].positions))
         if target is None:
-            self._log_reason(f"rejected {names.JOINT_TRAJECTORY}: needs joints {self.map.ours} once each and at "
+            self.reasons.say(f"rejected {names.JOINT_TRAJECTORY}: needs joints {self.map.ours} once each and at "
                              f"least one point (got {list(msg.joint_names)}, {len(msg.points)} points)")
             target = np.full(self.spec.n_joints, np.nan)  # -> hold
             self.safety.propose(target, time.monotonic())
@@ -197,19 +193,18 @@ class RobotInterfaceNode(Node):
         """A command for the safety filter: wrong size / NaN -> hold, outside the limits -> clamped (logged)."""
         n = self.spec.n_joints
         if q.shape != (n,) or not np.all(np.isfinite(q)):
-            self._log_reason(f"rejected {topic}: not {n} finite positions: {np.round(q, 4).tolist()} (holding)")
+            self.reasons.say(f"rejected {topic}: not {n} finite positions: {np.round(q, 4).tolist()} (holding)")
         else:
             bad = np.flatnonzero((q < self.safety.lower) | (q > self.safety.upper))
             if bad.size:
                 j = int(bad[0])
-                self._log_reason(f"{topic}: {self.spec.joint_names[j]} = {q[j]:.4g} rad outside the limits "
+                self.reasons.say(f"{topic}: {self.spec.joint_names[j]} = {q[j]:.4g} rad outside the limits "
                                  f"[{self.safety.lower[j]:.4f}, {self.safety.upper[j]:.4f}] (with margin): clamped")
         self.safety.propose(q, time.monotonic())
 
     def _apply_enabled(self, enabled: bool) -> None:
         self.safety.set_enabled(enabled)
-        self.tracking.reset()
-        self._sent = None
+        self.intake.reset()
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         return self.enabler.on_enable(request, response, "disabled: nothing is sent to the driver")
@@ -217,17 +212,11 @@ class RobotInterfaceNode(Node):
     def _trip(self, fault: str, latch: bool = False) -> None:
         """Hold where the arm is (one command: the measured position), then disable; said once."""
         measured = self.safety.measured
-        if self.safety.enabled and measured is not None and self.command_pub.get_subscription_count() > 0:
-            self._send(np.clip(measured, self.spec.lower, self.spec.upper))
+        if self.safety.enabled and measured is not None:
+            self.out.hold(measured, self.spec.lower, self.spec.upper, self.period)
         self.enabler.trip(fault, latch)
 
     # --- the tick ----------------------------------------------------------------------------
-    def _log_reason(self, reason: str) -> None:
-        if reason != self._last_reason:
-            self._last_reason = reason
-            if reason:
-                self.get_logger().warning(reason)
-
     def _tick(self) -> None:
         now = time.monotonic()
         lost = self.enabler.supervise(now)
@@ -235,37 +224,16 @@ class RobotInterfaceNode(Node):
             self._trip(lost)
         decision = self.safety.decide(now)
         if decision.command is not None:
-            self._send(decision.command)
+            self.out.send(decision.command, self.safety.enabled, self.period)
         if decision.holding:
-            self._log_reason(decision.reason)
-        status = ControllerStatus()
-        status.header.stamp = self.get_clock().now().to_msg()
-        status.header.frame_id = names.BASE_FRAME
-        status.enabled = self.safety.enabled
-        status.policy_loaded = False
-        status.holding = decision.holding
+            self.reasons.say(decision.reason)
         fault, extra = self.enabler.notes()
-        if fault:
-            status.state = "fault"
-        elif not self.safety.enabled:
-            status.state = "disabled"
-        elif self.dry_run:
-            status.state = "dry_run"
-        else:
-            status.state = "holding" if decision.holding else "running"
-        notes = (fault, decision.reason if self.safety.enabled else "", extra, self.gate.last_problem)
-        status.reason = "; ".join(n for n in notes if n) or ("disabled" if not self.safety.enabled else "")
-        status.distance_to_goal = float("nan")
-        status.inference_ms = float("nan")
-        self.status_pub.publish(status)
-
-    def _send(self, command: np.ndarray) -> None:
-        if self.safety.enabled:
-            self._sent = np.asarray(command, dtype=float)
-        if self.profile.command_interface == "position":
-            self.command_pub.publish(conv.command_msg(command))
-        else:
-            self.command_pub.publish(conv.command_msg(command, self.map.theirs, self.period))
+        enabled = self.safety.enabled
+        state = ("fault" if fault else "disabled" if not enabled else "dry_run" if self.dry_run
+                 else "holding" if decision.holding else "running")
+        notes = (fault, decision.reason if enabled else "", extra, self.intake.gate.last_problem)
+        self.status_pub.publish(status_msg(self.get_clock().now().to_msg(), enabled=enabled, holding=decision.holding,
+                                           state=state, notes=notes if any(notes) or enabled else ("disabled",)))
 
 
 def main(args: list[str] | None = None) -> int:
