@@ -138,3 +138,14 @@ def test_link_mass_scale_does_not_compound_over_resets():
         env.reset(seed=seed)
     assert u.world.client.getDynamicsInfo(u.arm.body, u.arm.joint_ids[3])[0] == pytest.approx(1.2 * base)
     env.close()
+
+
+def test_ideal_driver_share_keeps_that_share_of_episodes_on_the_envs_own_driver():
+    ranges = {"driver_update_hz": [90, 250], "driver_tau": [0.0, 0.06]}
+    rng = np.random.default_rng(0)
+    for share, low, high in ((0.0, 0, 0), (0.5, 150, 250), (1.0, 400, 400)):
+        randomizer = Randomizer(Randomization.from_dict({**ranges, "ideal_driver_share": share}))
+        kept = sum(randomizer.driver(rng, DRIVERS["ideal"]) == DRIVERS["ideal"] for _ in range(400))
+        assert low <= kept <= high, (share, kept)
+    with pytest.raises(ValueError, match="ideal_driver_share"):
+        Randomization.from_dict({"ideal_driver_share": 1.5})

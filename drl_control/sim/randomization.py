@@ -35,6 +35,10 @@ class Randomization:
     driver_update_hz, driver_tau, driver_latency, measurement_noise: the driver model's update
     rate (Hz), command smoothing time constant (s), latency (whole driver cycles, 0..10) and
     joint measurement noise (rad), sampled per episode around the env's driver (`sim.drivers`).
+    ideal_driver_share: the share of episodes that keep the env's own driver unrandomized (the ideal
+    servo for the default envs). A policy that only ever meets lagging drivers learns to push
+    through the lag and chatters around the goal on an arm that follows at once; these episodes
+    make it hold still there too (docs/results.md § 5).
     """
 
     joint_damping: tuple[float, float] | None = None
@@ -49,6 +53,7 @@ class Randomization:
     driver_tau: tuple[float, float] | None = None
     driver_latency: tuple[int, int] | None = None
     measurement_noise: tuple[float, float] | None = None
+    ideal_driver_share: float = 0.0
 
     @classmethod
     def from_dict(cls, config: dict | None) -> Randomization:
@@ -84,6 +89,10 @@ class Randomization:
         if not 0.0 <= jitter < 1.0:
             raise ValueError(f"randomization.control_jitter must be in [0, 1), got {jitter}")
         config["control_jitter"] = jitter
+        share = float(config.get("ideal_driver_share", 0.0))
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"randomization.ideal_driver_share must be in [0, 1], got {share}")
+        config["ideal_driver_share"] = share
         return cls(**config)
 
     @property
@@ -114,6 +123,8 @@ class Randomizer:
         """This episode's driver model: `base` with the randomized parameters sampled."""
         c = self.config
         if not c.driver_randomized:
+            return base
+        if c.ideal_driver_share and rng.random() < c.ideal_driver_share:
             return base
         changes: dict = {}
         if c.driver_update_hz:
