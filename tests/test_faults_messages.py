@@ -35,7 +35,6 @@ from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, PointStamped
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rclpy.action import ActionClient
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
@@ -44,6 +43,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from drl_control.deploy.safety import SafetyConfig, SafetyFilter
 from drl_control.robot import iiwa14
 from drl_control.ros import names
+from drl_control.ros.spin import ThreadSafeActionClient
 from drl_control_interfaces.action import Train
 from drl_control_interfaces.msg import ControllerStatus, LearnerStatus
 from drl_control_interfaces.srv import EnvReset, EnvStep, LoadPolicy, SetGoal
@@ -540,7 +540,7 @@ def bad_train_goals(draw) -> Train.Goal:
 def test_learner_rejects_bad_train_goals(ros):
     proc = _proc(ros, "learner")
     status, _ = ros.collect(LearnerStatus, "/learner_node/status")
-    action = ActionClient(ros.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+    action = ThreadSafeActionClient(ros.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
     assert action.wait_for_server(timeout_sec=30), proc.log()
     sent = {"n": 0}
     base = _log_count(proc, "rejected train goal")
@@ -568,7 +568,7 @@ def test_learner_rejects_bad_train_goals(ros):
 def test_learner_accepts_a_valid_goal_after_the_fuzz(ros, tmp_path):
     """Liveness the expensive way: a valid goal is accepted, trains, and cancels cleanly."""
     status, _ = ros.collect(LearnerStatus, "/learner_node/status")
-    action = ActionClient(ros.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+    action = ThreadSafeActionClient(ros.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
     try:
         assert action.wait_for_server(timeout_sec=30)
         goal = Train.Goal(algorithm="sac", timesteps=1_000_000, seed=0, run_dir="valid_run",

@@ -21,10 +21,10 @@ rclpy = pytest.importorskip("rclpy")
 
 from action_msgs.msg import GoalStatus
 from rcl_interfaces.srv import SetParameters
-from rclpy.action import ActionClient
 from rclpy.parameter import Parameter
 
 from drl_control.ros import names
+from drl_control.ros.spin import ThreadSafeActionClient
 from drl_control_interfaces.action import Train
 from drl_control_interfaces.msg import LearnerStatus
 
@@ -45,7 +45,7 @@ class Rig:
         self.status: list[tuple[float, LearnerStatus]] = []
         h.node.create_subscription(LearnerStatus, "/learner_node/status",
                                    lambda m: self.status.append((time.monotonic(), m)), 10)
-        self.action = ActionClient(h.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+        self.action = ThreadSafeActionClient(h.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
         self.restarts = 0
 
     def start_sim(self, worker: str, seed: int):

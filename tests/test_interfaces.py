@@ -19,9 +19,11 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 
 from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.executors import MultiThreadedExecutor
 from ros_util import domain_id
+
+from drl_control.ros.spin import ThreadSafeActionClient
 
 # Built by `make setup` (scripts/build_interfaces.sh) or `colcon build` in ros2_ws/.
 from drl_control_interfaces.action import Train
@@ -226,7 +228,7 @@ def test_train_action_round_trip_with_feedback_and_cancel(ros):
         goal_callback=lambda goal: GoalResponse.ACCEPT if goal.timesteps > 0 else GoalResponse.REJECT,
         cancel_callback=lambda _handle: CancelResponse.ACCEPT,
     )
-    client = ActionClient(client_node, Train, "/train")
+    client = ThreadSafeActionClient(client_node, Train, "/train")
     assert client.wait_for_server(timeout_sec=TIMEOUT), "Train action server not discovered"
 
     # Rejected goal.

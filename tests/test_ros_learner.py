@@ -16,9 +16,9 @@ from ros_util import NodeProcess, RosClient, domain_id, sim_node, wait_future, w
 rclpy = pytest.importorskip("rclpy")
 
 from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient
 
 from drl_control.ros import names
+from drl_control.ros.spin import ThreadSafeActionClient
 from drl_control_interfaces.action import Train
 from drl_control_interfaces.msg import LearnerStatus
 
@@ -35,7 +35,7 @@ def learner(tmp_path_factory):
     client = RosClient(DOMAIN, "test_ros_learner")
     status: list[LearnerStatus] = []
     client.node.create_subscription(LearnerStatus, "/learner_node/status", status.append, 10)
-    action = ActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+    action = ThreadSafeActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
     try:
         assert action.wait_for_server(timeout_sec=30), procs[2].log()
         yield action, status, run_root, procs
@@ -140,7 +140,7 @@ def test_ctrl_c_mid_training_checkpoints_and_exits_0(tmp_path):
     client = RosClient(domain, "test_ros_learner_ctrl_c")
     status: list[LearnerStatus] = []
     client.node.create_subscription(LearnerStatus, "/learner_node/status", status.append, 10)
-    action = ActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+    action = ThreadSafeActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
     run = tmp_path / "run"
     try:
         assert action.wait_for_server(timeout_sec=30), learner.log()

@@ -29,11 +29,11 @@ from ros_util import NodeProcess, RosClient, domain_id, ros_env, sim_node, stop_
 rclpy = pytest.importorskip("rclpy")
 
 from action_msgs.msg import GoalStatus
-from rclpy.action import ActionClient
 
 from drl_control.learn.config import randomization_preset
 from drl_control.ros import names
 from drl_control.ros.learner_goals import env_section
+from drl_control.ros.spin import ThreadSafeActionClient
 from drl_control_interfaces.action import Train
 from drl_control_interfaces.srv import EnvReset, EnvSpec
 
@@ -51,7 +51,7 @@ def ros(tmp_path_factory):
     procs.append(NodeProcess("drl_control.ros.learner_node", DOMAIN, ["-p", "workers:=['/le_s2r']",
                                                                       "-p", f"run_root:={runs}", "-p", "export:=false"]))
     client = RosClient(DOMAIN, "test_ros_learner_env")
-    action = ActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+    action = ThreadSafeActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
     try:
         assert action.wait_for_server(timeout_sec=60), "\n".join(p.log()[-2000:] for p in procs)
         yield client, action, runs, procs

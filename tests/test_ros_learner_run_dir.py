@@ -19,10 +19,10 @@ from ros_util import RosHarness, domain_id, wait_future, wait_until
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.action import ActionClient
 
 from drl_control.ros import names
 from drl_control.ros.learner_goals import confined_run_dir
+from drl_control.ros.spin import ThreadSafeActionClient
 from drl_control_interfaces.action import Train
 
 DOMAIN = domain_id(43)
@@ -54,7 +54,7 @@ def rig(tmp_path_factory):
     (base / "logs").mkdir()
     h = RosHarness(DOMAIN, base / "logs")
     learner = h.start("learner_node", "-p", "workers:=['/nobody']", "-p", f"run_root:={root}", name="learner")
-    action = ActionClient(h.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+    action = ThreadSafeActionClient(h.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
     try:
         assert action.wait_for_server(timeout_sec=60), learner.log()
         yield action, learner, root.resolve(), outside.resolve()

@@ -128,3 +128,31 @@ def test_controller_node_help_as_a_process_exits_0_quickly():
     assert proc.returncode == 0, proc.stderr
     assert "artifact" in proc.stdout and "limit_margin" in proc.stdout
     assert "ready" not in proc.stdout + proc.stderr  # the node never started
+
+
+def test_an_action_client_made_beside_a_spinning_executor_does_not_kill_it():
+    """rclpy's ActionClient joins its node's wait set before it has its lock; an executor thread
+    woken by that (here: at once, inside add_waitable) found no lock and died."""
+    from rclpy.action import ActionClient
+
+    from drl_control.ros.spin import ThreadSafeActionClient
+    from drl_control_interfaces.action import Train
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id(7))
+    try:
+        node = rclpy.create_node("action_client_race", context=context)
+        add_waitable, counted = node.add_waitable, []
+
+        def woken_executor_first(waitable):  # the executor's wait-set build, before __init__ returns
+            add_waitable(waitable)
+            counted.append(waitable.get_num_entities().num_clients)
+
+        node.add_waitable = woken_executor_first
+        with pytest.raises(AttributeError, match="_lock"):
+            ActionClient(node, Train, "/race")
+        client = ThreadSafeActionClient(node, Train, "/race_safe")
+        assert counted == [3] and client._lock is not None
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

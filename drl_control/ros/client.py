@@ -443,10 +443,10 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 
 def train_verb(args: argparse.Namespace) -> int:
     from action_msgs.msg import GoalStatus
-    from rclpy.action import ActionClient
 
     from drl_control.learn.progress import TrainingBar
     from drl_control.ros.learner_goals import goal_problem
+    from drl_control.ros.spin import ThreadSafeActionClient
     from drl_control_interfaces.action import Train
 
     goal = Train.Goal(algorithm=args.algo or "", env_id=args.env or "", timesteps=args.timesteps or 0,
@@ -459,7 +459,7 @@ def train_verb(args: argparse.Namespace) -> int:
             raise UserError(f"bad train goal: {problem}")
     with session(args) as s:
         node = s.find(args.learner, (LEARNER,), "ros train")
-        action = ActionClient(s.node, Train, node.private(names.TRAIN))
+        action = ThreadSafeActionClient(s.node, Train, node.private(names.TRAIN))
         bar: TrainingBar | None = None
         try:
             if not s.spin_until(action.server_is_ready, args.timeout):

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PointStamped
-from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool
@@ -36,6 +35,7 @@ from drl_control.learn.progress import SUCCESS_LABEL
 from drl_control.paths import new_output_dir
 from drl_control.robot import kinematics
 from drl_control.ros import names
+from drl_control.ros.spin import ThreadSafeActionClient
 from drl_control.ros.stack import StackRunner, load_stack
 from drl_control.sim.tasks import REACH_GOAL_HIGH, REACH_GOAL_LOW
 from drl_control_interfaces.action import Train
@@ -94,7 +94,7 @@ class DemoClient:
 
 
 def _train(client: DemoClient, cfg: DemoConfig) -> Any:
-    action = ActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
+    action = ThreadSafeActionClient(client.node, Train, names.private("/", names.LEARNER_NODE, names.TRAIN))
     if not action.wait_for_server(timeout_sec=60.0):
         raise RuntimeError("learner_node's train action did not come up (see nodes.log)")
     goal = Train.Goal(algorithm="sac", env_id=ENV_ID, overrides=cfg.overrides, timesteps=cfg.timesteps,

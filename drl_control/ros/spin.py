@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.action import ActionClient
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -30,6 +32,26 @@ from drl_control.ros.realtime import set_realtime_priority
 from drl_control.ros.stack import format_param
 
 N = TypeVar("N", bound=Node)
+
+
+class ThreadSafeActionClient(ActionClient):
+    """An ActionClient that may be made while its node is spun by another thread.
+
+    rclpy's ActionClient (Kilted) puts itself into its node's wait set, which wakes the executor,
+    before it creates its lock: an executor thread that gets there first calls
+    `get_num_entities()` on the half-made client and dies of AttributeError, and from then on no
+    answer reaches anyone on that node (seen as a hung Train goal in a test run). Here the lock
+    exists before the client joins the wait set, and it stays the one lock.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_lock" and "_lock" in self.__dict__:
+            return  # rclpy's own `self._lock = Lock()` at the end of __init__: keep the first one
+        super().__setattr__(name, value)
 
 
 class LeanExecutor(SingleThreadedExecutor):
