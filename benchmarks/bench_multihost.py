@@ -67,14 +67,17 @@ def step_message_sizes(worker: str, envs: int) -> tuple[int, int]:
         client.close()
 
 
-def wakeup_cost(workers: int, wakeups: int = 300) -> float:
-    """CPU ms per wake-up of a RosVecEnv's executor holding the clients of `workers` workers (3
-    each; nobody answers): rclpy rebuilds its wait set from every entity at each wake-up, and a
-    step round wakes up about once per answering worker."""
+def wakeup_cost(workers: int, direct: bool = False, wakeups: int = 300) -> float:
+    """CPU ms per wake-up of a RosVecEnv's client side holding the clients of `workers` workers (3
+    each; nobody answers). direct=False: its executor, which rebuilds its wait set from every
+    entity at each wake-up (a step round wakes it about once per answering worker); direct=True:
+    the AnswerWait its step answers now come through (its wait set holds the step clients with a
+    request out, one each here)."""
     import rclpy
     from rclpy.parameter import Parameter
 
     from drl_control.ros import names
+    from drl_control.ros.answer_wait import AnswerWait
     from drl_control.ros.vec_env import _Executor  # RosVecEnv's own executor, measured alone
     from drl_control_interfaces.srv import EnvReset, EnvSpec, EnvStep
 
@@ -84,15 +87,23 @@ def wakeup_cost(workers: int, wakeups: int = 300) -> float:
                              parameter_overrides=[Parameter("start_type_description_service", value=False)])
     executor = _Executor(context)
     try:
+        steps = []
         for i in range(workers):
             for srv, name in ((EnvSpec, names.SPEC), (EnvReset, names.RESET), (EnvStep, names.STEP)):
-                node.create_client(srv, names.sim_service(f"/idle{i}", name))
+                client = node.create_client(srv, names.sim_service(f"/idle{i}", name))
+            steps.append(client)
         executor.add_node(node)
+        wake = executor.spin_for
+        if direct:
+            answers = AnswerWait(context, steps)
+            for i in range(workers):
+                answers.send(i, EnvStep.Request(action_dim=3))
+            wake = answers.spin
         for _ in range(20):
-            executor.spin_for(0.0)
+            wake(0.0)
         t0 = time.process_time()
         for _ in range(wakeups):
-            executor.spin_for(0.0)
+            wake(0.0)
         return (time.process_time() - t0) / wakeups * 1e3
     finally:
         executor.shutdown()
@@ -175,8 +186,9 @@ def main() -> int:
     for row in rows:
         print(f"{row[0]:<{width}}  {row[1]:>{len(head[1])}.0f}  " +
               "  ".join(f"{c:>{len(h)}}" for c, h in zip(row[2:], head[2:])))
-    print("\nclient executor, CPU per wake-up with the clients of N workers: " +
-          ", ".join(f"N={n}: {wakeup_cost(n):.3f} ms" for n in (1, 10, 100)))
+    for direct, what in ((False, "client executor"), (True, "client AnswerWait (step answers)")):
+        print(f"\n{what}, CPU per wake-up with the clients of N workers: " +
+              ", ".join(f"N={n}: {wakeup_cost(n, direct):.3f} ms" for n in (1, 10, 100)))
     print(f"EnvStep for {k} envs: request {request_bytes} B, response {response_bytes} B (CDR)")
     print(f"host h0's cable: idle {idle:.0f} B/s ({participants} DDS participants in the domain); 4 hosts "
           f"stepping: {per_step:.0f} B per step round of its worker beyond idle ({per_step / k:.0f} B per env step)")

@@ -11,8 +11,9 @@ A. Training: SAC + HER (config/sac.yaml, learning_starts 1000) for --timesteps e
 B. Rollouts: a RosVecEnv stepping random actions over 1, 2 and 4 sim_node workers of
    --envs-per-worker envs each (each size in turn), vs a DummyVecEnv of the same envs in this
    process; measured in interleaved rounds (median), so other load on the machine hits every
-   configuration alike. Goal: 2 workers >= 1.7 x 1 worker. A step request costs ~0.5 ms of
-   transport and executor CPU whatever the worker's size, so bigger workers scale better.
+   configuration alike. Goal: 2 workers >= 1.7 x 1 worker. A step request costs ~0.45 ms of
+   transport and executor CPU (client and sim_node) whatever the worker's size, so bigger
+   workers scale better (benchmarks/profile_ros_round.py splits it).
 
 Every sim_node / learner_node is its own process (drl_control.ros.stack.StackRunner), on a ROS
 domain of its own (pid-derived) and localhost discovery.

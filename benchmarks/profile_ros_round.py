@@ -1,5 +1,6 @@
 """Where a RosVecEnv step round spends its time: wall time per round and CPU per round of the
-client (this process) and of each sim_node, for 1 and 2 workers, alternating.
+client (this process) and of each sim_node, for 1 and 2 workers, with the step answers taken on
+their own wait set (RosVecEnv's default) and through the executor, alternating.
 
     .venv/bin/python benchmarks/profile_ros_round.py [--envs-per-worker 1] [--seconds 5] [--repeats 2]
 
@@ -27,12 +28,13 @@ def _cpu(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
-def measure(workers: int, seconds: float) -> str:
+def measure(workers: int, seconds: float, direct: bool = True) -> str:
     from drl_control.ros.vec_env import RosVecEnv
 
     me = psutil.Process()
     sims = [p for p in me.children(recursive=True) if "sim_node" in " ".join(p.cmdline())]
-    venv = RosVecEnv([f"/pr{i}" for i in range(workers)], node_name=f"profile_{workers}", connect_timeout=60)
+    venv = RosVecEnv([f"/pr{i}" for i in range(workers)], node_name=f"profile_{workers}", connect_timeout=60,
+                     direct_answers=direct)
     try:
         rng = np.random.default_rng(0)
         venv.reset()
@@ -46,7 +48,8 @@ def measure(workers: int, seconds: float) -> str:
         wall = time.perf_counter() - t0
         client = (_cpu(me) - me_before) / rounds * 1e3
         sim = [(_cpu(p) - b) / rounds * 1e3 for p, b in zip(sims, sims_before)]
-        return (f"{workers} worker(s) x {venv.num_envs // workers} envs: {rounds * venv.num_envs / wall:.0f} env "
+        how = "direct answers" if direct else "executor answers"
+        return (f"{workers} worker(s) x {venv.num_envs // workers} envs, {how}: {rounds * venv.num_envs / wall:.0f} env "
                 f"steps/s, {wall / rounds * 1e3:.2f} ms per round; CPU per round: client {client:.2f} ms, "
                 f"sim_nodes {', '.join(f'{x:.2f}' for x in sim)} ms")
     finally:
@@ -63,7 +66,8 @@ def main() -> int:
     try:
         for _ in range(args.repeats):
             for workers in (1, 2):
-                print(measure(workers, args.seconds), flush=True)
+                for direct in (True, False):
+                    print(measure(workers, args.seconds, direct), flush=True)
     finally:
         runner.stop()
     return 0

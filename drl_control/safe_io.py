@@ -74,16 +74,19 @@ def load_yaml_text(text: str, source: str, *, max_bytes: int = MAX_YAML_BYTES) -
 
 
 def _depth(value: Any) -> int:
-    """Nesting depth of a decoded JSON value, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-    return deepest - 1
+    """Nesting depth of a decoded JSON value (0 for a scalar), level by level, without recursion.
+    Only containers are carried to the next level: a step's infos (mostly numbers) are checked on
+    every step round of a RosVecEnv."""
+    depth, level = 0, [value]
+    while True:
+        level = [node for node in level if isinstance(node, (dict, list))]
+        if not level:
+            return depth
+        depth += 1
+        children: list[Any] = []
+        for node in level:
+            children.extend(node.values() if isinstance(node, dict) else node)
+        level = children
 
 
 def load_json_text(text: str | bytes, source: str, *, max_bytes: int = MAX_JSON_BYTES,

@@ -153,3 +153,41 @@ def test_idle_worker_publishes_visualization_rarely(sims, venv):
     wait_until(lambda: any(t > busy_to for t, _ in sent), 5.0, what="the next joint_states")
     busy = [t for t, _ in sent if busy_from < t <= busy_to]
     assert len(busy) >= VIS_RATE / 2, f"{len(busy)} joint_states in 1 s of stepping"
+
+
+def test_answer_wait_takes_only_the_answer_to_the_request_still_wanted(sims):
+    """RosVecEnv's step answers come through AnswerWait (its own wait set, matched by sequence
+    number): an answer to a request given up on (a timed-out step) must never pass for the next one."""
+    from drl_control.ros.answer_wait import AnswerWait
+
+    reset = sims.node.create_client(EnvReset, names.sim_service("/simB", names.RESET))
+    assert reset.wait_for_service(timeout_sec=10)
+    assert wait_future(reset.call_async(EnvReset.Request(seeds=[3]))).success
+    node = rclpy.create_node("answer_wait_probe", context=sims.context)  # spun by nobody but AnswerWait
+    try:
+        client = node.create_client(EnvStep, names.sim_service("/simB", names.STEP))
+        assert client.wait_for_service(timeout_sec=10)
+        wait = AnswerWait(sims.context, [client])
+        with pytest.raises(TypeError, match="EnvStep"):
+            wait.send(0, EnvReset.Request())
+
+        def answer(pending) -> object:
+            deadline = time.monotonic() + 10
+            while not pending.done():
+                assert time.monotonic() < deadline, "no answer within 10 s"
+                wait.spin(0.25)
+            return pending.result()
+
+        def step_count(response) -> int:
+            assert response.success, response.message
+            return int(json.loads(response.infos_json)[0][names.STEP_COUNT])
+
+        request = EnvStep.Request(actions=np.zeros(3, np.float32), action_dim=3)
+        before = step_count(answer(wait.send(0, request)))
+        wait.send(0, request).give_up()  # the sim still executes it and answers, after a while
+        after = step_count(answer(wait.send(0, request)))
+        assert after == before + 2  # the answer taken is the third request's, not the second's
+        assert not wait.expected and not wait.answers  # nothing left over for the next round
+        wait.close()
+    finally:
+        node.destroy_node()

@@ -39,6 +39,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from drl_control.ros import conversions as conv
 from drl_control.ros import names
+from drl_control.ros.answer_wait import AnswerWait
 from drl_control.ros.spin import LeanExecutor
 from drl_control.safe_io import load_json_text
 from drl_control.sim import rewards
@@ -115,6 +116,7 @@ def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str,
     spin(timeout): spins the executor of the client's node in this thread (RosVecEnv's own node);
     without it, someone else's executor completes the future and this thread waits for that.
     """
+    give_up = getattr(future, "give_up", None) or (lambda: client.remove_pending_request(future))
     if spin is None:
         done = threading.Event()
         future.add_done_callback(lambda _f: done.set())
@@ -134,7 +136,7 @@ def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str,
             raise _shut_down(worker, client, what)
         now = time.monotonic()
         if now >= deadline:
-            client.remove_pending_request(future)
+            give_up()
             raise WorkerError(f"sim worker {worker.name}: no answer to {client.srv_name} ({what}) "
                               f"within the timeout", worker.name)
         if client.service_is_ready():
@@ -142,7 +144,7 @@ def _wait(worker: _Worker, client: Any, future: Any, deadline: float, what: str,
         elif gone_since is None:
             gone_since = now
         elif now - gone_since >= GRAPH_GRACE:
-            client.remove_pending_request(future)
+            give_up()
             raise WorkerError(f"sim worker {worker.name}: {client.srv_name} left the ROS graph ({what})", worker.name)
     exc = future.exception()
     if exc is not None:
@@ -157,18 +159,20 @@ class RosVecEnv(VecEnv):
     callback group. Without one, the VecEnv makes its own node (`node_name`) in `context` (or in a
     context of its own, domain from ROS_DOMAIN_ID) and spins it while it waits for an answer, in
     the thread that calls reset/step (one thread at a time), which keeps the step round trips off
-    a busy executor (the learner_node's action server) and off any thread hand-over.
+    a busy executor (the learner_node's action server) and off any thread hand-over; there the step
+    answers are taken on a wait set of their own (`direct_answers`, answer_wait.py).
     """
 
     def __init__(self, workers: Sequence[str], node: Any = None, *, context: Any = None,
                  node_name: str = "ros_vec_env", timeout: float = 30.0, connect_timeout: float = 30.0,
-                 on_failure: Callable[[str, str], None] | None = None) -> None:
+                 on_failure: Callable[[str, str], None] | None = None, direct_answers: bool = True) -> None:
         if not workers:
             raise ValueError("RosVecEnv needs at least one sim worker namespace")
         self.timeout = float(timeout)
         self.on_failure = on_failure
         self.lost: list[str] = []  # workers reported to on_failure
         self._own: tuple[Any, _Executor, bool] | None = None
+        self._steps: AnswerWait | None = None  # set once connected (below)
         group = None
         if node is None:
             own_context = context is None
@@ -192,6 +196,10 @@ class RosVecEnv(VecEnv):
         except BaseException:
             self.close()
             raise
+        # step answers on a wait set of their own where this VecEnv spins its node itself (answer_wait.py;
+        # direct_answers=False keeps them on the executor, to compare: benchmarks/profile_ros_round.py)
+        self._steps = (AnswerWait(node.context, [w.step_client for w in self.workers])
+                       if direct_answers and self._own is not None and AnswerWait.supported() else None)
         super().__init__(self._num_envs, self.observation_space_, self.action_space_)
         self._actions: np.ndarray | None = None
 
@@ -274,11 +282,11 @@ class RosVecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
-        for w in self.workers:
+        for i, w in enumerate(self.workers):
             rows = actions[w.offset:w.offset + w.num_envs]
             request = EnvStep.Request(actions=np.ascontiguousarray(rows).ravel(), action_dim=rows.shape[1])
             try:
-                w.pending = w.step_client.call_async(request)
+                w.pending = self._steps.send(i, request) if self._steps else w.step_client.call_async(request)
             except Exception:  # noqa: BLE001 - Ctrl-C shut the ROS context down: step_wait says so
                 if w.step_client.context.ok():
                     raise
@@ -294,7 +302,8 @@ class RosVecEnv(VecEnv):
             try:
                 if isinstance(future, WorkerError):
                     raise future
-                response = _wait(w, w.step_client, future, deadline, "step", self._spin)
+                response = _wait(w, w.step_client, future, deadline, "step",
+                                 self._steps.spin if self._steps else self._spin)
                 if not response.success:
                     raise WorkerError(f"sim worker {w.name}: step refused: {response.message}", w.name)
                 obs = conv.msg_to_batch(response.batch, self.observation_space)
@@ -354,6 +363,9 @@ class RosVecEnv(VecEnv):
         return out
 
     def close(self) -> None:
+        steps, self._steps = getattr(self, "_steps", None), None
+        if steps is not None:
+            steps.close()
         node = getattr(self, "node", None)
         if node is not None:
             for w in getattr(self, "workers", []):
