@@ -117,10 +117,13 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_plot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="write RUN_DIR/learning_curve.png, or F.png of a recording F.mcap "
-                                    "(end-effector path, joint positions and speeds against the limits)",
-                       **_example("drl-control plot runs/reach", "drl-control plot runs/reach.mcap"))
-    p.add_argument("run_dir", metavar="RUN_DIR|F.mcap")
-    p.add_argument("--out", default=None, help="PNG path of a recording's plot (default: F.png)")
+                                    "(end-effector path, joint positions and speeds against the limits), "
+                                    "or compare runs' success curves (several RUN_DIRs, --out F.png)",
+                       **_example("drl-control plot runs/reach", "drl-control plot runs/reach.mcap",
+                                  "drl-control plot runs/push_s0 runs/push_s1 --out push.png"))
+    p.add_argument("run_dir", metavar="RUN_DIR|F.mcap", nargs="+")
+    p.add_argument("--out", default=None, help="PNG path of a recording's plot (default: F.png) "
+                                               "or of the comparison of several runs (required then)")
 
     p.set_defaults(handler=_lazy("drl_control.learn.cli_verbs", "plot_cli"))
 

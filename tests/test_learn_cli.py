@@ -84,3 +84,30 @@ def test_eval_and_export_refuse_bad_targets(tmp_path: Path, capsys) -> None:
     assert main(["eval", str(tmp_path / "bad"), "--episodes", "1", "--seed", "0"]) == 2
     assert "missing required field" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
+
+
+def test_plot_compares_runs_and_refuses_what_it_cannot(tmp_path: Path, capsys) -> None:
+    from drl_control.learn.plot import held_out_success
+
+    runs = []
+    for name, rate in (("seed0", 0.82), ("seed1", None)):
+        run = tmp_path / name
+        run.mkdir()
+        rows = ["env_step,episode,return,length,success,final_distance,wall_time"]
+        rows += [f"{50 * i},{i},-{50 - i % 50},50,{int(i > 40)},0.05,{i * 0.1:.1f}" for i in range(1, 81)]
+        (run / "episodes.csv").write_text("\n".join(rows) + "\n")
+        if rate is not None:
+            (run / "eval.json").write_text(json.dumps({"success_rate": rate, "episodes": 100}))
+        runs.append(run)
+    assert held_out_success(runs[0]) == pytest.approx(0.82) and held_out_success(runs[1]) is None
+    out = tmp_path / "cmp" / "push.png"
+    assert main(["plot", str(runs[0]), str(runs[1]), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    capsys.readouterr()
+    assert main(["plot", str(runs[0]), str(runs[1])]) == 2
+    assert "needs --out" in capsys.readouterr().err
+    assert main(["plot", str(runs[0]), str(out), "--out", str(tmp_path / "x.png")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    (runs[1] / "episodes.csv").write_text("env_step,episode\n1,x\n")
+    assert main(["plot", str(runs[0]), str(runs[1]), "--out", str(out)]) == 2
+    assert "malformed episodes.csv" in capsys.readouterr().err

@@ -158,17 +158,30 @@ def export_cli(args: argparse.Namespace) -> int:
 
 
 def plot_cli(args: argparse.Namespace) -> int:
-    """`drl-control plot RUN_DIR`: (re)draw the run's learning curve; `plot F.mcap`: a recording's."""
-    if Path(args.run_dir).suffix == ".mcap" or Path(args.run_dir).is_file():
+    """`drl-control plot RUN_DIR`: (re)draw the run's learning curve; `plot F.mcap`: a recording's;
+    `plot RUN_A RUN_B ... --out F.png`: the runs' success curves on one plot."""
+    targets = args.run_dir
+    if len(targets) > 1:
+        if args.out is None:
+            raise UserError("plot: more than one run needs --out F.png (where the comparison goes)")
+        for target in targets:
+            if not Path(target).is_dir():
+                raise UserError(f"plot: {target} is not a run directory (only runs are compared)")
+        from drl_control.learn.plot import plot_runs  # matplotlib (inside plot_runs)
+
+        print(plot_runs(targets, args.out))
+        return 0
+    target = targets[0]
+    if Path(target).suffix == ".mcap" or Path(target).is_file():
         from drl_control.record.plot import plot_recording
 
-        out, truncated = plot_recording(args.run_dir, args.out)
+        out, truncated = plot_recording(target, args.out)
         if truncated:
-            print(f"note: {args.run_dir} ends without its index (the recording was cut short); "
+            print(f"note: {target} ends without its index (the recording was cut short); "
                   "plotted up to its last complete chunk", file=sys.stderr)
         print(out)
         return 0
     from drl_control.learn.plot import plot_run  # matplotlib (inside plot_run)
 
-    print(plot_run(args.run_dir))
+    print(plot_run(target))
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from drl_control.learn.progress import SUCCESS_LABEL, SUCCESS_WINDOW
-from drl_control.safe_io import DataError
+from drl_control.safe_io import DataError, read_json
 
 
 def _rolling(x: np.ndarray, window: int) -> np.ndarray:
@@ -20,15 +20,8 @@ def _rolling(x: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def plot_run(run_dir: str | Path, window: int = SUCCESS_WINDOW) -> Path:
-    """Write run_dir/learning_curve.png; returns its path. The default window is the console's, so the
-    curve's last point is the success rate the training bar showed last."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    run_dir = Path(run_dir)
+def _episodes(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(env steps, success, return) per training episode of a run; DataError when malformed."""
     path = run_dir / "episodes.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no episodes.csv (not a run directory?)")
@@ -41,6 +34,24 @@ def plot_run(run_dir: str | Path, window: int = SUCCESS_WINDOW) -> Path:
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
         what = f"missing column {exc}" if isinstance(exc, KeyError) else str(exc)
         raise DataError(f"{path}: malformed episodes.csv ({what})") from None
+    return steps, success, returns
+
+
+def _pyplot():  # noqa: ANN202 - matplotlib's module; imported late, only the plot verb needs it
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_run(run_dir: str | Path, window: int = SUCCESS_WINDOW) -> Path:
+    """Write run_dir/learning_curve.png; returns its path. The default window is the console's, so the
+    curve's last point is the success rate the training bar showed last."""
+    run_dir = Path(run_dir)
+    steps, success, returns = _episodes(run_dir)
+    plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     ax1.plot(steps, _rolling(success, window), color="tab:green")
     ax1.set_ylabel(SUCCESS_LABEL if window == SUCCESS_WINDOW else f"success (last {window} ep.)")
@@ -55,6 +66,40 @@ def plot_run(run_dir: str | Path, window: int = SUCCESS_WINDOW) -> Path:
     fig.suptitle(run_dir.name)
     fig.tight_layout()
     out = run_dir / "learning_curve.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def held_out_success(run_dir: Path) -> float | None:
+    """The success rate of the run's held-out evaluation (eval.json, written at the end of training)."""
+    path = run_dir / "eval.json"
+    if not path.is_file():
+        return None
+    value = read_json(path).get("success_rate") if path.stat().st_size else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, window: int = SUCCESS_WINDOW) -> Path:
+    """One PNG comparing runs (seeds, with and without an option): each run's rolling training
+    success, and its held-out success (eval.json) as a dot at its last step, labelled by run name."""
+    runs = [(Path(d), *_episodes(Path(d))[:2]) for d in run_dirs]
+    out = Path(out)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for run_dir, steps, success in runs:
+        held_out = held_out_success(run_dir)
+        label = run_dir.name + (f" (held-out {held_out:.0%})" if held_out is not None else "")
+        (line,) = ax.plot(steps, _rolling(success, window), label=label)
+        if held_out is not None and len(steps):
+            ax.plot([steps[-1]], [held_out], "o", color=line.get_color())
+    ax.set_ylabel(SUCCESS_LABEL if window == SUCCESS_WINDOW else f"success (last {window} ep.)")
+    ax.set_xlabel("env steps")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
