@@ -76,7 +76,8 @@ def held_out_success(run_dir: Path) -> float | None:
     path = run_dir / "eval.json"
     if not path.is_file():
         return None
-    value = read_json(path).get("success_rate") if path.stat().st_size else None
+    report = read_json(path)
+    value = report.get("success_rate") if isinstance(report, dict) else None
     return float(value) if isinstance(value, (int, float)) else None
 
 
