@@ -157,6 +157,8 @@ def test_an_arm_following_with_the_lbr_lag_does_not_trip_and_a_second_publisher_
     driver = DRIVERS["lbr"]
     states, _ = ros.collect(JointState, f"{driver}/joint_states")
     status = _enabled(ros, "lbr")
+    # the ri relaying states says nothing of this test's own subscription having matched yet
+    wait_until(lambda: states, 30, what=f"{driver}/joint_states seen by the test\n{ros.logs()}")
 
     def arrived():
         return np.max(np.abs(np.asarray(states[-1][1].position) - TARGET)) < 0.01
