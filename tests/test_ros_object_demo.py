@@ -81,3 +81,13 @@ def test_wrong_artifact_is_one_line_before_anything_starts(artifact, tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()
     proc = _demo("--env", ENV_ID, timeout=60)  # an object task is not trained by the demo
     assert proc.returncode == 2 and "--artifact" in proc.stderr, proc.stdout + proc.stderr
+
+
+def test_a_policy_with_a_gripper_is_refused_in_one_line_naming_why(tmp_path):
+    """PickAndPlace's action has a gripper dimension; controller_node commands the 7 arm joints only."""
+    pnp = untrained_artifact("DrlControl/IiwaPickAndPlace-v0", tmp_path / "pnp")
+    proc = _demo("--env", "DrlControl/IiwaPickAndPlace-v0", "--artifact", str(pnp), "--out", str(tmp_path / "d"),
+                 timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "gripper dimension (task 'PickAndPlace')" in proc.stderr and "no gripper command interface" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "d").exists()

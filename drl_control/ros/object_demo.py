@@ -16,6 +16,8 @@ user's (topics and services only):
    env's `is_success` at an episode's end.
 Summary: success rate over N and mean final distance, printed and written to summary.json (and
 to --json PATH if asked); the controller's MCAP recording and the nodes' log sit beside it.
+A policy with a gripper action (PickAndPlace) is refused before anything starts: controller_node
+has no gripper command interface (deploy.profiles).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 from geometry_msgs.msg import Point, PoseStamped
 from std_srvs.srv import SetBool
 
+from drl_control.deploy.profiles import gripper_problem
 from drl_control.errors import EXIT_INTERRUPTED, UserError
 from drl_control.robot import iiwa14
 from drl_control.ros import conversions as conv
@@ -91,7 +94,11 @@ def _artifact_facts(artifact: str, env_id: str | None) -> tuple[str, float, floa
     spec = meta["env_spec"]
     if not any(name == "object_pos" for name, _ in spec["observation_layout"]):
         raise UserError(f"--artifact {artifact}: a {meta['env_id']} policy has no object; this demo deploys "
-                        "object tasks (Push, PickAndPlace), `drl-control demo` without --artifact trains Reach")
+                        "object tasks (Push), `drl-control demo` without --artifact trains Reach")
+    # refused here, before a stack starts, rather than found as "no policy loaded" in nodes.log
+    problem = gripper_problem(spec, "")
+    if problem:
+        raise UserError(f"--artifact {artifact}: cannot be deployed through controller_node: {problem}")
     return meta["env_id"], float(spec.get("distance_threshold", 0.05)), float(spec["control_hz"])
 
 
