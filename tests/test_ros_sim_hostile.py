@@ -42,8 +42,21 @@ def worker():
         assert proc.stop() == 0, proc.log()
 
 
-def _flood(domain: int, tag: int, answers: list, failures: list, start: threading.Event) -> None:
-    """One client: REQUESTS step requests, IN_FLIGHT of them outstanding at any time."""
+def _answered_once(step, request, tries: int = 6, each_s: float = 5.0) -> None:
+    """wait_for_service says the server reads our requests, not that it has matched our response
+    reader yet: a response sent before that is lost (a DDS discovery race, seen on CI's first
+    request). One answered call proves both directions before the flood is counted."""
+    for _ in range(tries):
+        answered = threading.Event()
+        step.call_async(request).add_done_callback(lambda _f, e=answered: e.set())
+        if answered.wait(each_s):
+            return
+    raise AssertionError(f"no answer to a first step request in {tries} tries")
+
+
+def _flood(domain: int, tag: int, answers: list, failures: list, start: threading.Barrier) -> None:
+    """One client: REQUESTS step requests, IN_FLIGHT of them outstanding at any time, once every
+    client has had an answer (so no warm-up step falls among the counted ones)."""
     client = RosClient(domain, f"hostile_client_{tag}")
     try:
         step = client.node.create_client(EnvStep, names.sim_service(NS, names.STEP))
@@ -51,7 +64,8 @@ def _flood(domain: int, tag: int, answers: list, failures: list, start: threadin
         request = EnvStep.Request(action_dim=3, actions=[0.0, 0.0, 0.0])
         slots = threading.Semaphore(IN_FLIGHT)
         got: list = []
-        start.wait(30.0)
+        _answered_once(step, request)
+        start.wait(60.0)
         futures = []
         for _ in range(REQUESTS):
             slots.acquire()
@@ -74,11 +88,10 @@ def test_concurrent_clients_all_answered(worker):
     assert reset.success, reset.message
     answers: list = []
     failures: list = []
-    start = threading.Event()
+    start = threading.Barrier(CLIENTS)
     threads = [threading.Thread(target=_flood, args=(DOMAIN, i, answers, failures, start)) for i in range(CLIENTS)]
     for t in threads:
         t.start()
-    start.set()
     for t in threads:
         t.join(120.0)
     assert not failures, "\n".join(failures) + "\n" + proc.log()[-3000:]
@@ -115,6 +128,7 @@ def test_a_flooding_client_delays_others_but_drops_none_of_theirs(worker):
         answers = []
         client = probe.node.create_client(EnvStep, names.sim_service(NS, names.STEP))
         try:
+            _answered_once(client, request)  # a new client: its first answer may race discovery
             for _ in range(10):
                 answers.append(wait_future(client.call_async(request), 30.0, what="a step answer during the flood"))
         finally:
