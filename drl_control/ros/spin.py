@@ -13,6 +13,7 @@ so asking for help never starts a node.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import threading
@@ -182,8 +183,12 @@ def run_node(
         name = prog or os.path.basename(sys.argv[0]).removesuffix(".py") or "node"
         print(parameter_help(name, getattr(module, "__doc__", None), getattr(node_factory, "PARAMETERS", ())))
         return 0
+    # A crash in native code (DDS, PyBullet) then prints every thread's Python stack on stderr, which
+    # launch prefixes with the node's name, instead of a bare "exited with status -11".
+    faulthandler.enable()
     rclpy.init(args=args)
     node: N | None = None
+    spinner: Executor | None = None
     try:
         node = node_factory()
         spinner = executor()
@@ -201,10 +206,26 @@ def run_node(
         if rclpy.ok():  # wait set then fails (RCLError "context is not valid"): that is the shutdown too
             raise
     finally:
-        if node is not None:
-            if on_shutdown is not None:
-                on_shutdown(node)
-            node.destroy_node()
-        rclpy.try_shutdown()
+        _close(spinner, node, on_shutdown)
     return 0
+
+
+def _close(spinner: Executor | None, node: N | None, on_shutdown: Callable[[N], None] | None) -> None:
+    """Tear down in rclpy's documented order: executor, then node, then context.
+
+    Left to the garbage collector, the executor destroyed its guard conditions after
+    `rclpy.shutdown` had finalised their context. A sim_node of a launched graph once died of
+    SIGSEGV on Ctrl-C in CI; that order is the suspect, not a proven cause (faulthandler, enabled
+    in `run_node`, prints the stack should it happen again).
+    """
+    if spinner is not None:
+        try:
+            spinner.shutdown(timeout_sec=1.0)  # spin has returned: no callback is still running
+        except Exception:  # noqa: BLE001 - a context already shut down by the signal: nothing to wake
+            pass
+    if node is not None:
+        if on_shutdown is not None:
+            on_shutdown(node)
+        node.destroy_node()
+    rclpy.try_shutdown()
 
