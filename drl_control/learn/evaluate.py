@@ -86,6 +86,15 @@ def is_artifact(path: str | Path) -> bool:
     return (Path(path) / "policy.json").is_file()
 
 
+def load_actor(target: Path) -> tuple[Actor, str, str, Callable[[], None] | None]:
+    """(deterministic actor, env id, "artifact" or "run", close or None) of a run or artifact directory."""
+    if is_artifact(target):
+        policy = DeployPolicy.load(target)
+        return policy.act, policy.env_id, "artifact", None
+    model, normalizer, cfg = load_run_model(target)
+    return ModelActor(model, normalizer), cfg["env_id"], "run", model.env.close
+
+
 def evaluate(target: str | Path, *, episodes: int, seed: int, seed_offset: int = 1_000_000,
              record: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a run directory or a deploy artifact directory; `record`: write the episodes as MCAP."""
@@ -96,12 +105,7 @@ def evaluate(target: str | Path, *, episodes: int, seed: int, seed_offset: int =
         from drl_control.record.writer import check_writable
 
         check_writable(record)  # before any model is loaded
-    if is_artifact(target):
-        policy = DeployPolicy.load(target)
-        actor, env_id, kind, close = policy.act, policy.env_id, "artifact", None
-    else:
-        model, normalizer, cfg = load_run_model(target)
-        actor, env_id, kind, close = ModelActor(model, normalizer), cfg["env_id"], "run", model.env.close
+    actor, env_id, kind, close = load_actor(target)
     hook = None
     if record is not None:
         from drl_control.record.episodes import EpisodeRecorder

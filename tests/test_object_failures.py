@@ -1,0 +1,47 @@
+"""benchmarks/object_failures.py: how an object policy's held-out episodes are classed (real PyBullet)."""
+
+import importlib.util
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from drl_control.learn.evaluate import evaluate_actor
+from drl_control.sim.experts import make_expert
+
+
+def _module():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "object_failures.py"
+    spec = importlib.util.spec_from_file_location("object_failures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("end, outcome", [
+    ((0.30, 0.00), "overshoot"),     # 10 cm past a goal 20 cm toward the base
+    ((0.55, 0.00), "short"),         # 15 cm before it
+    ((0.40, 0.08), "off the line"),  # level with it, 8 cm to the side
+])
+def test_a_failed_move_is_classed_by_where_the_object_ended(end, outcome):
+    move = _module().classify(np.array([0.6, 0.0]), np.array([0.4, 0.0]), np.array(end), False, 0.05)
+    assert move["outcome"] == outcome
+    assert move["direction"] == "toward the base"
+    assert move["distance"] == pytest.approx(0.2)
+
+
+def test_the_hook_traces_every_episode_of_an_evaluation():
+    module = _module()
+    env = gym.make("DrlControl/IiwaPush-v0")
+    expert = make_expert(env)
+    trace = module.MoveTrace()
+    try:
+        report = evaluate_actor(lambda obs: expert.act(), "DrlControl/IiwaPush-v0", episodes=4, seed=3, env=env,
+                                hook=trace)
+    finally:
+        env.close()
+    assert len(trace.moves) == 4
+    assert [m["outcome"] == "success" for m in trace.moves] == [s == 1.0 for s in report["successes"]]
+    assert all(0.05 < m["distance"] < 0.5 for m in trace.moves)
+    assert "| toward the base |" in module.table(trace.moves)
