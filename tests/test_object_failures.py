@@ -1,22 +1,16 @@
 """benchmarks/object_failures.py: how an object policy's held-out episodes are classed (real PyBullet)."""
 
-import importlib.util
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
+from bench_util import load_benchmark
 
 from drl_control.learn.evaluate import evaluate_actor
 from drl_control.sim.experts import make_expert
 
 
 def _module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "object_failures.py"
-    spec = importlib.util.spec_from_file_location("object_failures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("object_failures")
 
 
 @pytest.mark.parametrize("end, outcome", [

@@ -10,10 +10,8 @@ steps sent (fresh sims: nothing else stepped them). About 2-3 minutes on 2 cores
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from bench_util import load_benchmark
 from ros_util import domain_id
 
 pytest.importorskip("rclpy")
@@ -23,11 +21,7 @@ GROWTH_MB = 50.0
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_soak.py"
-    spec = importlib.util.spec_from_file_location("bench_soak", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_soak")
 
 
 @pytest.mark.soak
