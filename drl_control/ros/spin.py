@@ -211,21 +211,22 @@ def run_node(
 
 
 def _close(spinner: Executor | None, node: N | None, on_shutdown: Callable[[N], None] | None) -> None:
-    """Tear down in rclpy's documented order: executor, then node, then context.
+    """Tear down: the node's own work first, then executor, node and context (rclpy's order).
 
-    Left to the garbage collector, the executor destroyed its guard conditions after
-    `rclpy.shutdown` had finalised their context. A sim_node of a launched graph once died of
-    SIGSEGV on Ctrl-C in CI; that order is the suspect, not a proven cause (faulthandler, enabled
-    in `run_node`, prints the stack should it happen again).
+    `on_shutdown` goes first because it stops work that runs inside the executor's callbacks (the
+    learner trains in its action's execute callback): a MultiThreadedExecutor's shutdown waits for
+    its threads, so shutting it down first waited for a run that only `on_shutdown` stops.
+    The executor is shut down before `rclpy.shutdown`: left to the garbage collector, it destroyed
+    its guard conditions after their context was finalised (suspected, not proven, in a sim_node's
+    SIGSEGV on Ctrl-C in CI; faulthandler, enabled in `run_node`, prints the stack should it recur).
     """
+    if node is not None and on_shutdown is not None:
+        on_shutdown(node)
     if spinner is not None:
         try:
-            spinner.shutdown(timeout_sec=1.0)  # spin has returned: no callback is still running
+            spinner.shutdown(timeout_sec=1.0)  # spin has returned: no new callback starts
         except Exception:  # noqa: BLE001 - a context already shut down by the signal: nothing to wake
             pass
     if node is not None:
-        if on_shutdown is not None:
-            on_shutdown(node)
         node.destroy_node()
     rclpy.try_shutdown()
-

@@ -164,10 +164,13 @@ class WorkerPool:
             self.worker_lost(failed, f"could not set num_envs:={targets[failed]}")
 
     def _wait_for_return(self, lost: dict[str, str], cancel: threading.Event) -> bool:
-        """Pause until every lost worker (pause) or any (continue, none left) answers again."""
+        """Pause until every lost worker (pause) or any (continue, none left) answers again; False
+        when the goal is cancelled or ROS shuts down meanwhile."""
+        if not self.node.context.ok():  # Ctrl-C: no worker will answer a node that is going
+            return False
         self._set_state("paused")
         self.node.get_logger().warning(f"paused: waiting for {sorted(lost)} to answer {names.SPEC} again")
-        while not cancel.is_set():
+        while not cancel.is_set() and self.node.context.ok():
             with self._lock:
                 if (self.policy == "pause" and set(self._lost) <= self._returned) or \
                         (self.policy == "continue" and self._returned):
