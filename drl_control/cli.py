@@ -120,11 +120,13 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
                                     "(end-effector path, joint positions and speeds against the limits), "
                                     "or compare runs' success curves (several RUN_DIRs, --out F.png)",
                        **_example("drl-control plot runs/reach", "drl-control plot runs/reach.mcap",
-                                  "drl-control plot runs/push_s0 runs/push_s1 --out push.png"))
+                                  "drl-control plot runs/push_s0 runs/push_s1 --out push.png",
+                                  "drl-control plot runs/push_cuda runs/push_cpu --x wall --out speed.png"))
     p.add_argument("run_dir", metavar="RUN_DIR|F.mcap", nargs="+")
     p.add_argument("--out", default=None, help="PNG path of a recording's plot (default: F.png) "
                                                "or of the comparison of several runs (required then)")
-
+    p.add_argument("--x", choices=("steps", "wall"), default="steps",
+                   help="x axis of a comparison of runs: env steps, or wall minutes since each run started")
     p.set_defaults(handler=_lazy("drl_control.learn.cli_verbs", "plot_cli"))
 
 

@@ -111,3 +111,26 @@ def test_plot_compares_runs_and_refuses_what_it_cannot(tmp_path: Path, capsys) -
     (runs[1] / "episodes.csv").write_text("env_step,episode\n1,x\n")
     assert main(["plot", str(runs[0]), str(runs[1]), "--out", str(out)]) == 2
     assert "malformed episodes.csv" in capsys.readouterr().err
+
+
+def test_plot_against_wall_time_reads_minutes_and_names_a_missing_column(tmp_path: Path, capsys) -> None:
+    """`--x wall`: the same episodes on a fast (GPU) and a slow run spread over their own minutes."""
+    from drl_control.learn.plot import _episodes
+
+    for name, seconds_per_episode in (("cuda", 1.5), ("cpu", 3.0)):
+        run = tmp_path / name
+        run.mkdir()
+        rows = ["env_step,episode,return,length,success,final_distance,wall_time"]
+        rows += [f"{50 * i},{i},-50,50,{int(i > 40)},0.05,{i * seconds_per_episode}" for i in range(1, 81)]
+        (run / "episodes.csv").write_text("\n".join(rows) + "\n")
+    x_cuda, success, _ = _episodes(tmp_path / "cuda", "wall")
+    assert x_cuda[-1] == pytest.approx(2.0) and _episodes(tmp_path / "cpu", "wall")[0][-1] == pytest.approx(4.0)
+    assert _episodes(tmp_path / "cuda")[0][-1] == 4000 and success.sum() == 40
+    out = tmp_path / "speed.png"
+    assert main(["plot", str(tmp_path / "cuda"), str(tmp_path / "cpu"), "--x", "wall", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["plot", str(tmp_path / "cuda"), "--x", "wall"]) == 2
+    assert "--x applies to a comparison" in capsys.readouterr().err
+    (tmp_path / "cpu" / "episodes.csv").write_text("env_step,episode,return,success\n50,1,-50,0\n")
+    assert main(["plot", str(tmp_path / "cuda"), str(tmp_path / "cpu"), "--x", "wall", "--out", str(out)]) == 2
+    assert "missing column 'wall_time'" in capsys.readouterr().err

@@ -169,9 +169,11 @@ def plot_cli(args: argparse.Namespace) -> int:
                 raise UserError(f"plot: {target} is not a run directory (only runs are compared)")
         from drl_control.learn.plot import plot_runs  # matplotlib (inside plot_runs)
 
-        print(plot_runs(targets, args.out))
+        print(plot_runs(targets, args.out, x=args.x))
         return 0
     target = targets[0]
+    if args.x != "steps":
+        raise UserError("plot: --x applies to a comparison of several runs")
     if Path(target).suffix == ".mcap" or Path(target).is_file():
         from drl_control.record.plot import plot_recording
 

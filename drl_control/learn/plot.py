@@ -1,4 +1,5 @@
-"""Learning-curve PNG from a run's episodes.csv (success rate and return vs env steps)."""
+"""Learning-curve PNG from a run's episodes.csv (success rate and return vs env steps, or vs wall
+time to compare the speed of runs on different machines or devices)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,21 @@ def _rolling(x: np.ndarray, window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def _episodes(run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(env steps, success, return) per training episode of a run; DataError when malformed."""
+# x axis of a comparison: episodes.csv column, scale, label
+X_AXES = {"steps": ("env_step", 1.0, "env steps"), "wall": ("wall_time", 1 / 60, "wall time (min)")}
+
+
+def _episodes(run_dir: Path, x: str = "steps") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x: env steps or wall minutes, success, return) per training episode of a run; DataError when
+    malformed."""
+    column, scale, _label = X_AXES[x]
     path = run_dir / "episodes.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no episodes.csv (not a run directory?)")
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-        steps = np.array([float(r["env_step"]) for r in rows])
+        steps = np.array([float(r[column]) for r in rows]) * scale
         success = np.array([float(r["success"]) for r in rows])
         returns = np.array([float(r["return"]) for r in rows])
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
@@ -81,10 +88,11 @@ def held_out_success(run_dir: Path) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, window: int = SUCCESS_WINDOW) -> Path:
+def plot_runs(run_dirs: list[str | Path], out: str | Path, window: int = SUCCESS_WINDOW, x: str = "steps") -> Path:
     """One PNG comparing runs (seeds, with and without an option): each run's rolling training
-    success, and its held-out success (eval.json) as a dot at its last step, labelled by run name."""
-    runs = [(Path(d), *_episodes(Path(d))[:2]) for d in run_dirs]
+    success, and its held-out success (eval.json) as a dot at its last point, labelled by run name.
+    `x`: "steps" (env steps) or "wall" (minutes since the run started: a GPU against a CPU run)."""
+    runs = [(Path(d), *_episodes(Path(d), x)[:2]) for d in run_dirs]
     out = Path(out)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -95,7 +103,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, window: int = SUCCESS
         if held_out is not None and len(steps):
             ax.plot([steps[-1]], [held_out], "o", color=line.get_color())
     ax.set_ylabel(SUCCESS_LABEL if window == SUCCESS_WINDOW else f"success (last {window} ep.)")
-    ax.set_xlabel("env steps")
+    ax.set_xlabel(X_AXES[x][2])
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
