@@ -62,11 +62,16 @@ class ReachExpert(Expert):
 
 
 class PushExpert(Expert):
-    """Get behind the cube on the cube-goal line, descend, push along the line."""
+    """Get behind the cube on the cube-goal line, descend, push along the line; hold still once it is there."""
 
     push_z = 0.02
     travel_z = 0.09
     push_speed = 0.35  # fraction of the full action while in contact: a faster push makes the cube slide
+    # Once the cube lies this far inside the success threshold, any further touch can only knock it
+    # off: the cube-goal line flips as the cube passes the goal, and re-approaching the "new" behind
+    # point from above lands on the cube. Without the hold the expert lost ~7 of 100 held-out goals
+    # after reaching them (91.8% -> 99.3% on 600 held-out goals with it).
+    hold_within = 0.6  # of task.distance_threshold
 
     def waypoint(self) -> tuple[np.ndarray, float]:
         self.max_speed = 1.0
@@ -75,6 +80,8 @@ class PushExpert(Expert):
         tcp = self.arm.tcp_state()[0]
         to_goal = goal - obj
         distance = float(np.linalg.norm(to_goal))
+        if distance < self.hold_within * self.task.distance_threshold:
+            return tcp.copy(), 1.0
         u = to_goal / max(distance, 1e-6)
         standoff = OBJECT_HALF + PUSHER_RADIUS + 0.008
         behind = obj - u * standoff
