@@ -15,11 +15,11 @@ from drl_control.sim.experts import make_expert, run_episodes
     [
         ("DrlControl/IiwaReach-v0", 100, 1.0),
         ("DrlControl/IiwaPush-v0", 100, 0.97),
-        ("DrlControl/IiwaPickAndPlace-v0", 100, 0.9),
+        ("DrlControl/IiwaPickAndPlace-v0", 100, 0.99),  # 0.97 before the carry aimed the cube (not the TCP) at the goal
         # Joint-action variants use iterative IK per step, so fewer episodes keep the suite quick.
         ("DrlControl/IiwaReachJoints-v0", 10, 1.0),
         ("DrlControl/IiwaPushDenseJoints-v0", 20, 0.95),
-        ("DrlControl/IiwaPickAndPlaceJoints-v0", 10, 0.8),
+        ("DrlControl/IiwaPickAndPlaceJoints-v0", 10, 0.9),
     ],
 )
 def test_expert_success_rate(env_id, episodes, minimum):
