@@ -39,3 +39,24 @@ def test_the_hook_traces_every_episode_of_an_evaluation():
     assert [m["outcome"] == "success" for m in trace.moves] == [s == 1.0 for s in report["successes"]]
     assert all(0.05 < m["distance"] < 0.5 for m in trace.moves)
     assert "| toward the base |" in module.table(trace.moves)
+    assert all(m["peak_speed"] > 0.05 for m in trace.moves)  # the expert moved every cube
+    counts = [int(row.split("|")[2]) for row in module.speed_table(trace.moves).splitlines()[2:]]
+    assert counts == [sum(low <= m["peak_speed"] < high for m in trace.moves) for low, high in module.SPEED_BANDS]
+    assert sum(counts) == 4
+
+
+def test_the_expert_is_classed_on_the_same_goals(monkeypatch, capsys):
+    module = _module()
+    monkeypatch.setattr("sys.argv", ["object_failures.py", "--expert", "DrlControl/IiwaPush-v0", "--episodes", "2",
+                                     "--seed", "3"])
+    assert module.main() == 0
+    out = capsys.readouterr().out
+    assert out.startswith("expert: DrlControl/IiwaPush-v0, 2 held-out goals (seed 3)")
+    assert "| peak object speed (m/s) | goals | success |" in out
+
+
+def test_a_run_and_the_expert_together_are_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr("sys.argv", ["object_failures.py", str(tmp_path), "--expert", "DrlControl/IiwaPush-v0"])
+    with pytest.raises(SystemExit) as stop:
+        _module().main()
+    assert stop.value.code == 2
