@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from drl_control.cli import main
-from drl_control.sim.experts import make_expert, run_episodes
+from drl_control.sim.experts import ExpertLabeller, make_expert, run_episodes
 
 
 @pytest.mark.parametrize(
@@ -62,3 +62,26 @@ def test_expert_cli_prints_rate_and_writes_gif_and_json(tmp_path, capsys):
 def test_expert_cli_rejects_unknown_env(capsys):
     assert main(["expert", "--env", "DrlControl/IiwaStack-v0", "--episodes", "1"]) == 2
     assert "unknown env id" in capsys.readouterr().err
+
+
+def test_expert_labels_are_the_experts_actions_in_states_it_did_not_choose():
+    """ExpertLabeller answers from the observation alone what PushExpert.act answers from the sim,
+    also in states a wandering policy reaches (every third step here is random)."""
+    env = gym.make("DrlControl/IiwaPush-v0")
+    try:
+        expert, labeller = make_expert(env), ExpertLabeller(env)
+        rng = np.random.default_rng(0)
+        compared = 0
+        for seed in (1, 2):
+            obs, _ = env.reset(seed=seed)
+            for step in range(50):
+                action = expert.act()
+                label = labeller(obs["observation"][None], obs["desired_goal"][None])[0]
+                np.testing.assert_allclose(label, action, atol=1e-5)
+                compared += 1
+                if step % 3 == 2:
+                    action = rng.uniform(-1, 1, 3).astype(np.float32)
+                obs, *_ = env.step(action)
+        assert compared == 100
+    finally:
+        env.close()

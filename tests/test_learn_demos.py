@@ -324,3 +324,57 @@ def test_demos_need_her_and_an_off_policy_algorithm(tmp_path: Path, capsys) -> N
     assert main(["train", "--algo", "ppo", "--env", REACH, "--timesteps", "100", "--out", str(tmp_path / "b"),
                  "--demos", "2"]) == 2
     assert "unknown config key 'demos' for ppo" in capsys.readouterr().err
+
+
+def test_expert_labels_clone_the_expert_on_the_agent_rows(tmp_path: Path) -> None:
+    """demos.expert_labels: the agent's replayed states get BC towards the expert's action for them,
+    computed from the unnormalised observation, under the same Q-filter."""
+    cfg = resolve_config("tqc", PUSH, overrides=[*SMALL, "demos.episodes=2", "demos.expert_labels=true",
+                                                  "policy.net_arch=[16]", "algorithm.buffer_size=1000"])
+    cfg["total_timesteps"] = 300
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.train()  # a few real gradient steps with labels: the tb log shows them
+    model = trainer.model
+    assert model.expert_labeller is not None
+    tb = list((tmp_path / "run" / "tb").rglob("events.out.tfevents*"))
+    assert tb and b"demos/expert_q_filter_pass" in tb[0].read_bytes()
+
+    buf = model.replay_buffer
+    batch = buf.sample(16, model._vec_normalize_env)
+    agent_obs = buf.last_agent_obs
+    assert agent_obs is not None and len(agent_obs["observation"]) == 16 - buf.demo_batch_size(16)
+    raw = model._vec_normalize_env.unnormalize_obs({k: v.numpy() for k, v in agent_obs.items()})
+    labels = torch.as_tensor(model.expert_labeller(raw["observation"], raw["desired_goal"]))
+    assert not torch.allclose(batch.observations["observation"][: len(labels)], torch.as_tensor(raw["observation"]))
+    w = torch.tensor([1.0, 0.0, 0.0])
+    _linear_critic(model, w)
+    buf.last_demo_batch = None  # the agent rows alone
+
+    model.actor.optimizer.zero_grad()
+    model._bc_in_train = True
+    model._add_bc_gradient(model.actor.optimizer, (), {})
+    model._bc_in_train = False
+    got = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.actor.parameters()]
+    model.actor.optimizer.zero_grad()
+    pi = model.policy._predict(agent_obs, deterministic=True)
+    loss, mask = q_filtered_bc_loss(pi, labels, (labels * w).sum(1), (pi.detach() * w).sum(1))
+    (model.bc_weight * loss).backward()
+    for g, p in zip(got, model.actor.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad if p.grad is not None else torch.zeros_like(p))
+    assert model.bc_stats["expert_q_filter_pass"][-1] == pytest.approx(float(mask.float().mean()))
+    model.env.close()
+
+
+@pytest.mark.parametrize(("env_id", "extra", "message"), [
+    ("DrlControl/IiwaPickAndPlace-v0", ["--demos", "1"], "needs an end-effector Push env"),
+    ("DrlControl/IiwaPushJoints-v0", ["--demos", "1"], "needs an end-effector Push env"),
+    (PUSH, [], "needs demonstrations as well"),
+])
+def test_expert_labels_are_refused_where_the_expert_cannot_label(tmp_path: Path, capsys, env_id, extra,
+                                                                  message) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "tqc", "--env", env_id, "--timesteps", "100", "--out", str(run),
+                 "demos.expert_labels=true", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (run / "checkpoints").exists()

@@ -214,6 +214,7 @@ _SECTIONS: dict[str, dict[str, Callable[[str, Any], None]]] = {
         "bc_weight": lambda k, v: _check(_is_num(v) and v >= 0, k, v, "a number >= 0"),
         "q_filter": _boolean,
         "bc_decay_steps": lambda k, v: _check(v is None or (_is_int(v) and v >= 1), k, v, "null or an integer >= 1"),
+        "expert_labels": _boolean,  # BC on the agent's replayed states too, labelled by the expert (Push, ee)
     },
     # keyword arguments of the training envs (sim/env.py): the driver model and domain randomization
     "env": {

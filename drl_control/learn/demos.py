@@ -23,7 +23,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -33,7 +33,10 @@ from stable_baselines3.common.type_aliases import DictReplayBufferSamples
 
 from drl_control.errors import UserError
 from drl_control.learn.config import OFF_POLICY
-from drl_control.sim.registration import import_env_packages
+from drl_control.sim.registration import check_env_id, import_env_packages
+
+if TYPE_CHECKING:
+    from drl_control.sim.experts import ExpertLabeller
 
 FILE_FORMAT = "drl_control.demos"
 FILE_VERSION = 1
@@ -265,9 +268,13 @@ def demos_enabled(cfg: Mapping[str, Any]) -> bool:
 
 def prepare_demos(cfg: Mapping[str, Any]) -> Demos | None:
     """The run's demonstrations (file or N seeded expert episodes), checked against its env id."""
+    d = cfg.get("demos") or {}
     if not demos_enabled(cfg):
+        if d.get("expert_labels"):
+            raise DemoError("demos.expert_labels needs demonstrations as well (--demos N or --demos FILE)")
         return None
-    d = cfg["demos"]
+    if d.get("expert_labels"):
+        _expert_labeller(cfg["env_id"])  # refuses an env the expert cannot label, before the run starts
     if d.get("episodes") and d.get("file") is not None:
         raise DemoError("demos.episodes and demos.file are both set; use one (--demos N or --demos FILE)")
     if not cfg.get("her", {}).get("enabled", False):
@@ -310,6 +317,18 @@ def configure_model(cfg: Mapping[str, Any], model: Any) -> None:
     if isinstance(model, DemoLearner):
         d = cfg["demos"]
         model.configure_bc(float(d.get("bc_weight", 1.0)), bool(d.get("q_filter", True)), d.get("bc_decay_steps"))
+        if d.get("expert_labels"):
+            model.expert_labeller = _expert_labeller(cfg["env_id"])
+
+
+def _expert_labeller(env_id: str) -> ExpertLabeller:
+    from drl_control.sim.experts import ExpertLabeller
+
+    env = gym.make(check_env_id(env_id))
+    try:
+        return ExpertLabeller(env)
+    finally:
+        env.close()
 
 
 # --- replay ---------------------------------------------------------------------------------------
@@ -340,6 +359,7 @@ class DemoHerReplayBuffer(HerReplayBuffer):
         self.demo_fraction = demo_fraction
         self.demo_buffer: HerReplayBuffer | None = None
         self.last_demo_batch: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
+        self.last_agent_obs: dict[str, torch.Tensor] | None = None  # the agent rows, for expert labels
 
     def set_env(self, env: Any) -> None:
         super().set_env(env)
@@ -371,15 +391,19 @@ class DemoHerReplayBuffer(HerReplayBuffer):
 
     def sample(self, batch_size: int, env: Any = None) -> DictReplayBufferSamples:  # type: ignore[override]
         n_demo = self.demo_batch_size(batch_size)
+        self.last_demo_batch, self.last_agent_obs = None, None
         if n_demo == 0:
-            self.last_demo_batch = None
-            return super().sample(batch_size, env)
+            agent = super().sample(batch_size, env)
+            self.last_agent_obs = agent.observations
+            return agent
         assert self.demo_buffer is not None
         demo = self.demo_buffer.sample(n_demo, env)
         self.last_demo_batch = (demo.observations, demo.actions)
         if n_demo >= batch_size:
             return demo
-        return _cat([super().sample(batch_size - n_demo, env), demo])
+        agent = super().sample(batch_size - n_demo, env)
+        self.last_agent_obs = agent.observations
+        return _cat([agent, demo])
 
 
 # --- behaviour cloning ----------------------------------------------------------------------------
@@ -416,11 +440,13 @@ class DemoLearner:
     bc_weight: float = 1.0
     q_filter: bool = True
     bc_decay_steps: int | None = None
+    expert_labeller: ExpertLabeller | None = None  # demos.expert_labels: BC on the agent rows too
 
     def _setup_model(self) -> None:
         super()._setup_model()  # type: ignore[misc]
         self._bc_in_train = False
-        self.bc_stats: dict[str, list[float]] = {"bc_loss": [], "q_filter_pass": []}
+        self.bc_stats: dict[str, list[float]] = {
+            "bc_loss": [], "q_filter_pass": [], "expert_bc_loss": [], "expert_q_filter_pass": []}
         self.actor.optimizer.register_step_pre_hook(self._add_bc_gradient)
 
     def configure_bc(self, bc_weight: float, q_filter: bool, bc_decay_steps: int | None) -> None:
@@ -444,19 +470,36 @@ class DemoLearner:
         self.logger.record("demos/bc_weight", self.current_bc_weight())
 
     def _add_bc_gradient(self, _optimizer: Any, _args: Any, _kwargs: Any) -> None:
-        batch = getattr(self.replay_buffer, "last_demo_batch", None)
         weight = self.current_bc_weight()
-        if not self._bc_in_train or batch is None or weight <= 0:
+        if not self._bc_in_train or weight <= 0:
             return
-        obs, demo_actions = batch
+        batch = getattr(self.replay_buffer, "last_demo_batch", None)
+        if batch is not None:
+            self._clone(*batch, weight, "")
+        agent_obs = getattr(self.replay_buffer, "last_agent_obs", None)
+        if self.expert_labeller is not None and agent_obs is not None:
+            self._clone(agent_obs, self._expert_actions(agent_obs), weight, "expert_")
+
+    def _clone(self, obs: dict[str, torch.Tensor], target_actions: torch.Tensor, weight: float, tag: str) -> None:
         policy_actions = self.policy._predict(obs, deterministic=True)
         with torch.no_grad():
-            q_demo = critic_value(self.critic, obs, demo_actions)
+            q_target = critic_value(self.critic, obs, target_actions)
             q_policy = critic_value(self.critic, obs, policy_actions)
-        loss, mask = q_filtered_bc_loss(policy_actions, demo_actions, q_demo, q_policy, self.q_filter)
+        loss, mask = q_filtered_bc_loss(policy_actions, target_actions, q_target, q_policy, self.q_filter)
         (weight * loss).backward()
-        self.bc_stats["bc_loss"].append(float(loss.detach()))
-        self.bc_stats["q_filter_pass"].append(float(mask.float().mean()))
+        self.bc_stats[f"{tag}bc_loss"].append(float(loss.detach()))
+        self.bc_stats[f"{tag}q_filter_pass"].append(float(mask.float().mean()))
+
+    def _expert_actions(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The expert's actions for (normalised) replay observations, scaled to [-1, 1] as SB3 stores them."""
+        raw = {k: v.cpu().numpy() for k, v in obs.items()}
+        normalizer = getattr(self, "_vec_normalize_env", None)
+        if normalizer is not None:
+            raw = normalizer.unnormalize_obs(raw)
+        assert self.expert_labeller is not None
+        actions = self.expert_labeller(raw["observation"], raw["desired_goal"])
+        low, high = self.action_space.low, self.action_space.high
+        return torch.as_tensor(2.0 * (actions - low) / (high - low) - 1.0, dtype=torch.float32, device=self.device)
 
 
 _DEMO_CLASSES: dict[type, type] = {}

@@ -36,24 +36,37 @@ class Expert:
     def act(self) -> np.ndarray:
         target, grip = self.waypoint()
         pos = self.arm.tcp_state()[0]
-        step = target - pos
-        limit = self.max_speed * self.arm.config.ee_step
-        if np.linalg.norm(step) > limit:
-            target = pos + step * (limit / np.linalg.norm(step))
         if self.arm.config.control == "ee":
-            motion = (target - pos) / self.arm.config.ee_step
+            action = ee_actions(target[None], np.array([self.max_speed]), pos[None], self.arm.config.ee_step)[0]
         else:
+            step = target - pos
+            limit = self.max_speed * self.arm.config.ee_step
+            if np.linalg.norm(step) > limit:
+                target = pos + step * (limit / np.linalg.norm(step))
             q, _ = self.arm.joint_state()
             q_goal = kinematics.inverse(
                 target, q, self.arm.lower, self.arm.upper, target_rot=self.arm.target_rotation,
                 tool_offset=self.arm.tool_offset, q_rest=self.arm.spec.home, iterations=30,
             )
-            motion = (q_goal - q) / self.arm.law.max_step
-        largest = float(np.max(np.abs(motion)))
-        action = motion / largest if largest > 1.0 else motion  # scale, don't clip: keep the direction
+            action = _keep_direction((q_goal - q) / self.arm.law.max_step)
         if self.arm.has_gripper:
             action = np.append(action, grip)
         return action.astype(np.float32)
+
+
+def _keep_direction(motion: np.ndarray) -> np.ndarray:
+    """Scale each row (not clip) so its largest component is at most 1: the direction is kept."""
+    largest = np.max(np.abs(motion), axis=-1, keepdims=True)
+    return motion / np.maximum(largest, 1.0)
+
+
+def ee_actions(targets: np.ndarray, speeds: np.ndarray, tcp: np.ndarray, ee_step: float) -> np.ndarray:
+    """TCP-displacement actions (N, 3) towards `targets`, each step at most `speeds` x the full step."""
+    step = targets - tcp
+    norm = np.linalg.norm(step, axis=1, keepdims=True)
+    limit = speeds[:, None] * ee_step
+    step = np.where(norm > limit, step * limit / np.maximum(norm, 1e-12), step)
+    return _keep_direction(step / ee_step)
 
 
 class ReachExpert(Expert):
@@ -74,29 +87,40 @@ class PushExpert(Expert):
     hold_within = 0.6  # of task.distance_threshold
 
     def waypoint(self) -> tuple[np.ndarray, float]:
-        self.max_speed = 1.0
-        obj = self.task.achieved_goal()[:2]
-        goal = self.task.goal[:2]
-        tcp = self.arm.tcp_state()[0]
+        targets, speeds = self.waypoints(self.arm.tcp_state()[0][None], self.task.achieved_goal()[None, :2],
+                                         self.task.goal[None, :2], self.task.distance_threshold)
+        self.max_speed = float(speeds[0])
+        return targets[0], 1.0
+
+    @classmethod
+    def waypoints(cls, tcp: np.ndarray, obj: np.ndarray, goal: np.ndarray,
+                  threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """The law for N states at once (TCP xyz, cube xy, goal xy): TCP targets (N, 3) and speed caps (N,).
+
+        Vectorised so that learning can ask the expert about a whole replay batch (`ExpertLabeller`)."""
         to_goal = goal - obj
-        distance = float(np.linalg.norm(to_goal))
-        if distance < self.hold_within * self.task.distance_threshold:
-            return tcp.copy(), 1.0
-        u = to_goal / max(distance, 1e-6)
+        distance = np.linalg.norm(to_goal, axis=1)
+        u = to_goal / np.maximum(distance, 1e-6)[:, None]
         standoff = OBJECT_HALF + PUSHER_RADIUS + 0.008
         behind = obj - u * standoff
-        rel = tcp[:2] - obj
-        along = float(rel @ u)
-        lateral = abs(float(rel[0] * u[1] - rel[1] * u[0]))
-        if tcp[2] < 0.05 and along < -0.025 and lateral < 0.012:
-            # In contact position: push along the line until the cube sits on the goal.
-            self.max_speed = self.push_speed
-            return np.array([*(goal - u * standoff), self.push_z]), 1.0
-        if float(np.linalg.norm(tcp[:2] - behind)) < 0.012:
-            return np.array([*behind, self.push_z]), 1.0
-        if tcp[2] < 0.06:  # lift clear of the cube before moving around it
-            return np.array([*tcp[:2], self.travel_z]), 1.0
-        return np.array([*behind, self.travel_z]), 1.0
+        rel = tcp[:, :2] - obj
+        along = np.einsum("ij,ij->i", rel, u)
+        lateral = np.abs(rel[:, 0] * u[:, 1] - rel[:, 1] * u[:, 0])
+        low = tcp[:, 2]
+
+        def at(xy: np.ndarray, z: float) -> np.ndarray:
+            return np.column_stack([xy, np.full(len(xy), z)])
+
+        hold = distance < cls.hold_within * threshold
+        pushing = ~hold & (low < 0.05) & (along < -0.025) & (lateral < 0.012)
+        descending = ~hold & ~pushing & (np.linalg.norm(tcp[:, :2] - behind, axis=1) < 0.012)
+        lifting = ~hold & ~pushing & ~descending & (low < 0.06)  # lift clear of the cube before moving around it
+        targets = np.select(
+            [c[:, None] for c in (hold, pushing, descending, lifting)],
+            [tcp, at(goal - u * standoff, cls.push_z), at(behind, cls.push_z), at(tcp[:, :2], cls.travel_z)],
+            default=at(behind, cls.travel_z),
+        )
+        return targets, np.where(pushing, cls.push_speed, 1.0)
 
 
 class PickAndPlaceExpert(Expert):
@@ -127,6 +151,37 @@ class PickAndPlaceExpert(Expert):
 
 
 EXPERTS = {"Reach": ReachExpert, "Push": PushExpert, "PickAndPlace": PickAndPlaceExpert}
+
+
+class ExpertLabeller:
+    """The Push expert's action for any observation: what it would do in the agent's own states.
+
+    Demonstrations show the expert only in the states it visits; a policy that strays (e.g. strikes
+    the cube instead of pushing it) is never told what to do there. Asking the expert about the
+    states in the agent's replay batches is DAgger's idea (Ross et al. 2011); the ee-space Push
+    expert is a function of the observation alone (TCP position, cube position, goal), so it can
+    answer for a whole batch. Other tasks and joint control need the sim (gripper state, IK): refused.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        sim = env.unwrapped
+        if sim.task.name != "Push" or sim.arm.config.control != "ee":
+            raise UserError(f"demos.expert_labels needs an end-effector Push env (the expert is then a function "
+                            f"of the observation); {env.spec.id if env.spec else sim} is not one")
+        offsets, start = {}, 0
+        for name, size in sim.observation_layout():
+            offsets[name] = start
+            start += size
+        self._tcp, self._obj = offsets["tcp_pos"], offsets["object_pos"]
+        self.threshold = float(sim.task.distance_threshold)
+        self.ee_step = float(sim.arm.config.ee_step)
+
+    def __call__(self, observation: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        """Raw (unnormalised) observations (N, D) and goals (N, 3) -> actions (N, 3) in [-1, 1]."""
+        tcp = observation[:, self._tcp:self._tcp + 3]
+        obj = observation[:, self._obj:self._obj + 2]
+        targets, speeds = PushExpert.waypoints(tcp, obj, desired_goal[:, :2], self.threshold)
+        return ee_actions(targets, speeds, tcp, self.ee_step).astype(np.float32)
 
 
 def make_expert(env: gym.Env) -> Expert:
