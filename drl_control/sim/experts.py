@@ -39,10 +39,7 @@ class Expert:
         if self.arm.config.control == "ee":
             action = ee_actions(target[None], np.array([self.max_speed]), pos[None], self.arm.config.ee_step)[0]
         else:
-            step = target - pos
-            limit = self.max_speed * self.arm.config.ee_step
-            if np.linalg.norm(step) > limit:
-                target = pos + step * (limit / np.linalg.norm(step))
+            target = pos + _capped_steps(target[None] - pos[None], np.array([self.max_speed]), self.arm.config.ee_step)[0]
             q, _ = self.arm.joint_state()
             q_goal = kinematics.inverse(
                 target, q, self.arm.lower, self.arm.upper, target_rot=self.arm.target_rotation,
@@ -60,13 +57,16 @@ def _keep_direction(motion: np.ndarray) -> np.ndarray:
     return motion / np.maximum(largest, 1.0)
 
 
+def _capped_steps(steps: np.ndarray, speeds: np.ndarray, ee_step: float) -> np.ndarray:
+    """TCP steps (N, 3) shortened to at most `speeds` x the full step, direction kept."""
+    norm = np.linalg.norm(steps, axis=1, keepdims=True)
+    limit = speeds[:, None] * ee_step
+    return np.where(norm > limit, steps * limit / np.maximum(norm, 1e-12), steps)
+
+
 def ee_actions(targets: np.ndarray, speeds: np.ndarray, tcp: np.ndarray, ee_step: float) -> np.ndarray:
     """TCP-displacement actions (N, 3) towards `targets`, each step at most `speeds` x the full step."""
-    step = targets - tcp
-    norm = np.linalg.norm(step, axis=1, keepdims=True)
-    limit = speeds[:, None] * ee_step
-    step = np.where(norm > limit, step * limit / np.maximum(norm, 1e-12), step)
-    return _keep_direction(step / ee_step)
+    return _keep_direction(_capped_steps(targets - tcp, speeds, ee_step) / ee_step)
 
 
 class ReachExpert(Expert):
